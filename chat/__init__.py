@@ -1,0 +1,8 @@
+"""
+chat: a multi-user chat server that anyone can reach with C{telnet HOST PORT}.
+
+The package is split so that every rule can be tested without a network:
+L{chat.telnet} and L{chat.framing} turn raw bytes into lines, L{chat.commands}
+holds the input rules, L{chat.replies} the output grammar, L{chat.room} the
+registry, and L{chat.protocol} is the thin Twisted adapter over all of them.
+"""

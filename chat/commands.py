@@ -1,0 +1,58 @@
+# -*- test-case-name: tests.test_commands -*-
+"""
+The input rules of the protocol: decoding, sanitising, command words, names.
+
+Everything here is pure and Twisted-free; L{chat.protocol} applies it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+MAX_NAME_LENGTH: Final = 32
+NAME_RULE: Final = f"1 to {MAX_NAME_LENGTH} ASCII letters and digits"
+
+_NAME = re.compile(rf"[A-Za-z0-9]{{1,{MAX_NAME_LENGTH}}}")
+_VERB = re.compile(r"[A-Za-z]+")
+
+# C0 controls but TAB, DEL, and the C1 controls: the code points a terminal
+# may act on (ESC starts an escape sequence, CR and LF start a fake line).
+_CONTROLS: Final = dict.fromkeys(
+    [c for c in range(0x20) if c != 0x09] + list(range(0x7F, 0xA0))
+)
+
+
+def decode(line: bytes) -> str:
+    """
+    Turn a raw line into text that is safe to show on anyone's terminal.
+
+    Invalid UTF-8 is replaced with U+FFFD, control characters are removed,
+    and surrounding whitespace is stripped.
+    """
+    return line.decode("utf-8", "replace").translate(_CONTROLS).strip()
+
+
+def split_command(text: str) -> tuple[str, str]:
+    """
+    Split a decoded line into its command word and the rest.
+
+    @return: C{(VERB, rest)}: the word upper-cased when it is purely ASCII
+        letters (so that it can be dispatched on), else as typed; C{rest}
+        has no surrounding whitespace.
+    """
+    parts = text.split(None, 1)
+    verb = parts[0]
+    if _VERB.fullmatch(verb):
+        verb = verb.upper()
+    return verb, parts[1] if len(parts) > 1 else ""
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether C{name} follows L{NAME_RULE}."""
+    return _NAME.fullmatch(name) is not None
+
+
+def fold(name: str) -> str:
+    """The registry key of a name: names are unique ignoring case."""
+    return name.lower()

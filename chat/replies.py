@@ -1,0 +1,81 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+Every line the server sends, in one place: the reply grammar.
+
+Each line is C{TAG SP rest CRLF}, and the tag says what the line is:
+
+  - C{INFO text}: a notice for people (greeting, help, shutdown); may come
+    at any time; programs can ignore it.
+  - C{USER name}: one registered user, in answer to LIST.
+  - C{MESG sender: text} / C{BCST sender: text}: a private or broadcast
+    message from another user. These are the only lines that carry what a
+    user wrote, and only after the sender's name and C{": "}; user text
+    never contains a line break, so it can never start a line of its own.
+  - C{OK VERB details}: the command succeeded.
+  - C{ERR Reason: details}: the command failed; C{Reason} is one of the
+    fixed phrases below, C{details} is for people.
+
+Every command gets exactly one C{OK} or C{ERR} line, after any C{USER} or
+C{INFO} lines that belong to it, so a program knows where an answer ends.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from chat.commands import NAME_RULE
+
+CRLF: Final = b"\r\n"
+
+HELP_TEXT: Final = (
+    "JOIN <username>         register; " + NAME_RULE,
+    "LIST                    list the registered users",
+    "MESG <username> <text>  send a private message",
+    "BCST <text>             send a message to everyone else",
+    "HELP                    show this help",
+    "QUIT                    leave and close the connection",
+)
+
+# The fixed ERR reasons, as a program should match them.
+TOO_MANY_USERS: Final = "Too Many Users"
+USERNAME_TAKEN: Final = "Username Taken"
+INVALID_USERNAME: Final = "Invalid Username"
+ALREADY_REGISTERED: Final = "Already Registered"
+UNREGISTERED_USER: Final = "Unregistered User"
+UNKNOWN_RECIPIENT: Final = "Unknown Recipient"
+UNKNOWN_MESSAGE: Final = "Unknown Message"
+USAGE: Final = "Usage"
+LINE_TOO_LONG: Final = "Line Too Long"
+
+
+def line(text: str) -> bytes:
+    """Encode one server line."""
+    return text.encode("utf-8") + CRLF
+
+
+def info(text: str) -> bytes:
+    return line("INFO " + text)
+
+
+def ok(verb: str, details: str) -> bytes:
+    return line(f"OK {verb} {details}")
+
+
+def error(reason: str, details: str) -> bytes:
+    return line(f"ERR {reason}: {details}")
+
+
+def user(name: str) -> bytes:
+    return line("USER " + name)
+
+
+def relayed(verb: str, sender: str, text: str) -> bytes:
+    """A user's message as its recipients see it (C{verb}: MESG or BCST)."""
+    return line(f"{verb} {sender}: {text}")
+
+
+GREETING: Final = info("Welcome to chat. Register with: JOIN <username>") + info(
+    "Usernames are " + NAME_RULE + ". Type HELP for the commands."
+)
+HOW_TO_JOIN: Final = "register first with JOIN <username>; HELP lists the commands"
+SHUTDOWN: Final = info("The server is shutting down. Goodbye.")
