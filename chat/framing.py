@@ -36,7 +36,7 @@ class LineSplitter:
     skipped up to its end; the lines after it are delivered as usual.
     """
 
-    __slots__ = ("max_length", "_buffer", "_discarding")
+    __slots__ = ("_buffer", "_discarding", "max_length")
 
     def __init__(self, max_length: int) -> None:
         self.max_length = max_length

@@ -186,9 +186,7 @@ class ChatProtocol(LineReceiver):
     def do_JOIN(self, rest: str) -> None:
         room = self.room
         if self.name is not None:
-            self.log.info(
-                "{name} sent JOIN {rest!r} again; discarded", name=self.name, rest=rest
-            )
+            self.log.info("{name} sent JOIN {rest!r} again; discarded", name=self.name, rest=rest)
             self.deliver(
                 replies.error(
                     replies.ALREADY_REGISTERED,
@@ -248,9 +246,7 @@ class ChatProtocol(LineReceiver):
         to, text = parts
         recipient = self.room.find(to)
         if recipient is None:
-            self.log.info(
-                "{name} sent MESG to unknown recipient {to!r}", name=self.name, to=to
-            )
+            self.log.info("{name} sent MESG to unknown recipient {to!r}", name=self.name, to=to)
             self.deliver(
                 replies.error(replies.UNKNOWN_RECIPIENT, f"nobody named {to} is registered")
             )

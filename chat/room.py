@@ -38,7 +38,7 @@ class Room:
     @ivar capacity: the most members registered at once.
     """
 
-    __slots__ = ("capacity", "_members")
+    __slots__ = ("_members", "capacity")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity

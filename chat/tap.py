@@ -5,6 +5,8 @@ The C{twistd chat} command line: options and the service they build.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
@@ -39,13 +41,22 @@ class Options(usage.Options):
         "tcp6:8001, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/path) "
         "and may be given more than once; the default is 8001."
     )
-    optParameters = [
+    optParameters: ClassVar[list[list[object]]] = [
         ["max-users", "u", 10, "Most users registered at once.", positive_int],
-        ["max-line", None, 4096, "Longest input line in bytes; longer lines are refused.",
-         positive_int],
-        ["max-outbound", None, 1 << 20,
-         "Bytes queued for a client that stopped reading before it is dropped.",
-         positive_int],
+        [
+            "max-line",
+            None,
+            4096,
+            "Longest input line in bytes; longer lines are refused.",
+            positive_int,
+        ],
+        [
+            "max-outbound",
+            None,
+            1 << 20,
+            "Bytes queued for a client that stopped reading before it is dropped.",
+            positive_int,
+        ],
     ]
 
     def __init__(self) -> None:

@@ -42,7 +42,7 @@ class TelnetInput:
     still ends its lines; C{CR LF} is left for the line splitter.
     """
 
-    __slots__ = ("_state", "_verb", "_pending_cr")
+    __slots__ = ("_pending_cr", "_state", "_verb")
 
     def __init__(self) -> None:
         self._state = _DATA
