@@ -324,13 +324,13 @@ class ChatFactory(ServerFactory):
         if not self.connections:
             return succeed(None)
         self.log.info("shutting down: closing {count} connections", count=len(self.connections))
-        self._allClosed = Deferred()
-        for connection in list(self.connections):
-            connection.close(replies.SHUTDOWN)
+        allClosed = self._allClosed = Deferred()
         # A client that does not read would hold a graceful close open forever.
         abort = self.clock.callLater(self.shutdown_grace, self._abortAll)
-        self._allClosed.addBoth(lambda result: abort.active() and abort.cancel() or result)
-        return self._allClosed
+        allClosed.addCallback(lambda _: abort.cancel() if abort.active() else None)
+        for connection in list(self.connections):
+            connection.close(replies.SHUTDOWN)
+        return allClosed
 
     def _abortAll(self) -> None:
         for connection in list(self.connections):

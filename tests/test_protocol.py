@@ -1,0 +1,364 @@
+"""
+Protocol-level tests: several clients on one factory over in-memory
+transports, no network. Every rule of the protocol has a test here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.logger import LogEvent, capturedLogs, formatEvent
+
+from chat.protocol import ChatFactory, ChatProtocol
+
+GREETING = [
+    "INFO Welcome to chat. Register with: JOIN <username>",
+    "INFO Usernames are 1 to 32 ASCII letters and digits. Type HELP for the commands.",
+]
+
+
+class Client:
+    """One simulated connection: bytes in with L{send}, lines out with L{lines}."""
+
+    def __init__(self, factory: ChatFactory, port: int) -> None:
+        self.protocol: ChatProtocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", port))
+        self.transport = StringTransportWithDisconnection()
+        self.transport.protocol = self.protocol
+        self.protocol.makeConnection(self.transport)
+        assert self.lines() == GREETING
+
+    def send(self, data: bytes | str) -> list[str]:
+        """Send raw bytes (a str gets CRLF) and return the lines written back."""
+        if isinstance(data, str):
+            data = data.encode() + b"\r\n"
+        self.protocol.dataReceived(data)
+        return self.lines()
+
+    def lines(self) -> list[str]:
+        out = self.transport.value()
+        self.transport.clear()
+        assert out == b"" or out.endswith(b"\r\n"), out
+        return out.decode("utf-8").split("\r\n")[:-1]
+
+    @property
+    def closed(self) -> bool:
+        return not self.transport.connected
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def factory(clock: Clock) -> ChatFactory:
+    return ChatFactory(max_users=3, max_line=64, max_outbound=1000, clock=clock)
+
+
+@pytest.fixture
+def connect(factory: ChatFactory) -> Iterator:
+    ports = iter(range(5000, 6000))
+
+    def make(name: str | None = None) -> Client:
+        client = Client(factory, next(ports))
+        if name is not None:
+            assert client.send(f"JOIN {name}")[0].startswith(f"OK JOIN {name} ")
+        return client
+
+    yield make
+
+
+@pytest.fixture
+def logs() -> Iterator[Sequence[LogEvent]]:
+    with capturedLogs() as events:
+        yield events
+
+
+def logged(events: Sequence[LogEvent], *fragments: str) -> bool:
+    """Whether one status line contains every fragment."""
+    return any(all(f in formatEvent(event) for f in fragments) for event in events)
+
+
+# Registration
+
+
+def test_join_and_count(connect) -> None:
+    a = connect()
+    assert a.send("JOIN alice") == ["OK JOIN alice 1/3"]
+    assert connect().send("join Bob") == ["OK JOIN Bob 2/3"]
+
+
+def test_commands_are_case_insensitive(connect) -> None:
+    a = connect()
+    assert a.send("jOiN alice") == ["OK JOIN alice 1/3"]
+    assert a.send("list") == ["USER alice", "OK LIST 1"]
+    assert a.send("Help")[-1] == "OK HELP -"
+    assert a.send("qUiT") == ["OK QUIT Bye"]
+
+
+def test_too_many_users_keeps_the_connection_open(connect, logs) -> None:
+    for name in ("a", "b", "c"):
+        connect(name)
+    late = connect()
+    assert late.send("JOIN d") == [
+        "ERR Too Many Users: 3 of 3 users are registered; try again later"
+    ]
+    assert not late.closed
+    assert logged(logs, "refused JOIN 'd'", "server full")
+
+
+def test_a_seat_freed_by_quit_can_be_taken(connect) -> None:
+    a = connect("a")
+    connect("b")
+    connect("c")
+    late = connect()
+    assert late.send("JOIN d")[0].startswith("ERR Too Many Users")
+    a.send("QUIT")
+    assert late.send("JOIN d") == ["OK JOIN d 3/3"]
+
+
+def test_second_join_is_discarded(connect, logs) -> None:
+    a = connect("alice")
+    assert a.send("JOIN bob") == ["ERR Already Registered: you are alice; this JOIN was discarded"]
+    assert a.send("LIST") == ["USER alice", "OK LIST 1"]
+    assert logged(logs, "discarded")
+
+
+@pytest.mark.parametrize("name", ["bob!", "a" * 33, "b\u00f8b", "two words", "-"])
+def test_invalid_names_are_refused_with_the_rule(connect, name: str) -> None:
+    assert connect().send(f"JOIN {name}") == [
+        "ERR Invalid Username: 1 to 32 ASCII letters and digits"
+    ]
+
+
+def test_names_are_unique_ignoring_case(connect) -> None:
+    connect("Bob")
+    assert connect().send("JOIN bOB") == ["ERR Username Taken: bOB is already registered"]
+
+
+def test_missing_arguments_get_usage(connect) -> None:
+    assert connect().send("JOIN") == ["ERR Usage: JOIN <username>"]
+    a = connect("a")
+    assert a.send("MESG") == ["ERR Usage: MESG <username> <text>"]
+    assert a.send("MESG a") == ["ERR Usage: MESG <username> <text>"]
+    assert a.send("MESG a   ") == ["ERR Usage: MESG <username> <text>"]
+    assert a.send("BCST") == ["ERR Usage: BCST <text>"]
+    assert a.send(b"BCST \x1b\x07\r\n") == ["ERR Usage: BCST <text>"]
+
+
+# Unregistered clients
+
+
+@pytest.mark.parametrize("line", ["LIST", "MESG a hi", "BCST hi", "FOO", "123", "!!"])
+def test_unregistered_user_gets_instructions(connect, line: str) -> None:
+    assert connect().send(line) == [
+        "ERR Unregistered User: register first with JOIN <username>; HELP lists the commands"
+    ]
+
+
+def test_help_before_join(connect) -> None:
+    lines = connect().send("HELP")
+    assert lines[-1] == "OK HELP -"
+    assert all(line.startswith("INFO ") for line in lines[:-1])
+    assert {line.split()[1] for line in lines[:-1]} == {
+        "JOIN",
+        "LIST",
+        "MESG",
+        "BCST",
+        "HELP",
+        "QUIT",
+    }
+
+
+def test_unregistered_quit_closes(connect, logs) -> None:
+    a = connect()
+    assert a.send("QUIT") == ["OK QUIT Bye"]
+    assert a.closed
+    assert logged(logs, "unregistered 10.0.0.1", "quit")
+
+
+# Messages
+
+
+def test_mesg_reaches_the_recipient_and_answers_the_sender(connect, logs) -> None:
+    a, b = connect("alice"), connect("Bob")
+    assert a.send("MESG bob  hello   there ") == ["OK MESG Bob"]
+    assert b.lines() == ["MESG alice: hello   there"]
+    assert logged(logs, "MESG alice -> Bob")
+
+
+def test_mesg_to_unknown_recipient(connect) -> None:
+    a = connect("alice")
+    assert a.send("MESG nobody hi") == ["ERR Unknown Recipient: nobody named nobody is registered"]
+
+
+def test_bcst_reaches_everyone_but_the_sender(connect, logs) -> None:
+    a, b, c = connect("a"), connect("b"), connect("c")
+    unregistered = connect()
+    assert a.send("BCST hi all") == ["OK BCST 2"]
+    assert b.lines() == c.lines() == ["BCST a: hi all"]
+    assert a.lines() == unregistered.lines() == []
+    assert logged(logs, "BCST from a reached 2 users")
+
+
+def test_bcst_alone(connect) -> None:
+    assert connect("a").send("BCST anyone?") == ["OK BCST 0"]
+
+
+def test_relayed_text_cannot_inject_lines_or_escapes(connect) -> None:
+    a, b = connect("a"), connect("b")
+    a.send(b"MESG b hi\rOK JOIN fake\x1b[2J\xc2\x9b\x00 end\r\n")
+    assert b.lines() == ["MESG a: hiOK JOIN fake[2J end"]
+
+
+def test_invalid_utf8_is_replaced_not_fatal(connect) -> None:
+    a, b = connect("a"), connect("b")
+    assert a.send(b"BCST \xfe\x80 ok \xc3(\r\n") == ["OK BCST 1"]
+    assert b.lines() == ["BCST a: \ufffd\ufffd ok \ufffd("]
+
+
+def test_unknown_message(connect, logs) -> None:
+    a = connect("a")
+    assert a.send("FROB x") == ["ERR Unknown Message: FROB is not a command; HELP lists them"]
+    assert a.send("do_JOIN x")[0].startswith("ERR Unknown Message")
+    assert a.send("__init__")[0].startswith("ERR Unknown Message")
+    assert logged(logs, "unknown command 'FROB'")
+
+
+def test_list_shows_names_as_registered(connect) -> None:
+    connect("Alice")
+    b = connect("bob")
+    assert b.send("LIST") == ["USER Alice", "USER bob", "OK LIST 2"]
+
+
+# Input framing
+
+
+def test_empty_lines_are_ignored(connect) -> None:
+    assert connect().send(b"\r\n\n   \r\n\t\n") == []
+
+
+def test_lf_crlf_and_cr_nul_line_ends(connect) -> None:
+    a = connect()
+    assert a.send(b"JOIN a\nLIST\r\nLIST\r\x00") == [
+        "OK JOIN a 1/3",
+        "USER a",
+        "OK LIST 1",
+        "USER a",
+        "OK LIST 1",
+    ]
+
+
+def test_pipelined_commands_are_answered_in_order(connect) -> None:
+    a, b = connect(), connect("b")
+    replies = a.send(b"JOIN a\r\n" + b"".join(b"MESG b %d\r\n" % i for i in range(20)) + b"LIST\n")
+    assert replies == ["OK JOIN a 2/3"] + ["OK MESG b"] * 20 + ["USER b", "USER a", "OK LIST 2"]
+    assert b.lines() == [f"MESG a: {i}" for i in range(20)]
+
+
+def test_one_byte_segments(connect) -> None:
+    a, b = connect(), connect("b")
+    for byte in b"JOIN a\r\nMESG b split\r\n":
+        a.protocol.dataReceived(bytes([byte]))
+    assert a.lines() == ["OK JOIN a 2/3", "OK MESG b"]
+    assert b.lines() == ["MESG a: split"]
+
+
+def test_telnet_commands_are_removed_and_negotiation_refused(connect) -> None:
+    a = connect()
+    a.protocol.dataReceived(b"JO\xff\xf4\xff\xfd\x06IN a\xff\xfa\x1f\x00\x50\xff\xf0\r\n")
+    assert a.transport.value() == b"\xff\xfc\x06OK JOIN a 1/3\r\n"
+
+
+def test_overlong_line_is_refused_and_connection_kept(connect, logs) -> None:
+    a, b = connect("a"), connect("b")
+    assert a.send(b"BCST " + b"x" * 100) == [
+        "ERR Line Too Long: lines are limited to 64 bytes; it was discarded"
+    ]
+    assert a.send(b"x" * 1000 + b" BCST tail of the long line\r\nBCST after\r\n") == ["OK BCST 1"]
+    assert b.lines() == ["BCST a: after"]
+    assert not a.closed
+    assert a.protocol._lines._buffer == b""
+    assert logged(logs, "longer than 64 bytes")
+
+
+# Leaving
+
+
+def test_quit_closes_and_frees_the_name(connect, logs) -> None:
+    a, b = connect("alice"), connect("b")
+    assert a.send("QUIT") == ["OK QUIT Bye"]
+    assert a.closed
+    assert b.send("LIST") == ["USER b", "OK LIST 1"]
+    assert connect().send("JOIN ALICE") == ["OK JOIN ALICE 2/3"]
+    assert logged(logs, "alice quit")
+
+
+def test_nothing_is_served_after_quit_in_the_same_read(connect) -> None:
+    a, b = connect("a"), connect("b")
+    assert a.send(b"QUIT\r\nBCST too late\r\n") == ["OK QUIT Bye"]
+    assert b.lines() == []
+
+
+def test_dropped_connection_frees_the_name(connect, factory, logs) -> None:
+    a, b = connect("alice"), connect("b")
+    a.transport.loseConnection()
+    assert b.send("MESG alice hi")[0].startswith("ERR Unknown Recipient")
+    assert a.protocol not in factory.connections
+    assert logged(logs, "alice dropped the connection")
+
+
+# Slow consumers
+
+
+def test_slow_consumer_is_dropped_past_the_outbound_limit(connect, factory, logs) -> None:
+    slow, fast, talker = connect("slow"), connect("fast"), connect("talker")
+    slow.protocol.pauseProducing()  # what the transport does when its buffer is full
+    assert slow.transport.producerState == "paused"
+    for i in range(100):
+        talker.send(f"BCST message number {i}")
+    assert slow.transport.disconnected  # aborted, buffered data thrown away
+    assert fast.lines() == [f"BCST talker: message number {i}" for i in range(100)]
+    assert talker.send("LIST") == ["USER fast", "USER talker", "OK LIST 2"]
+    assert logged(logs, "dropped slow consumer slow")
+
+
+def test_a_reader_that_catches_up_is_kept(connect) -> None:
+    reader, talker = connect("reader"), connect("talker")
+    for _ in range(5):
+        reader.protocol.pauseProducing()
+        for i in range(20):
+            talker.send(f"MESG reader {i:03}")
+        reader.protocol.resumeProducing()
+    assert not reader.transport.disconnected
+    assert len(reader.lines()) == 100
+
+
+# Shutdown
+
+
+def test_close_all_tells_everyone_and_waits(connect, factory, clock) -> None:
+    a, b = connect("a"), connect()
+    done = factory.closeAll()
+    assert a.lines() == b.lines() == ["INFO The server is shutting down. Goodbye."]
+    assert a.closed and b.closed
+    assert done.called  # the in-memory transports close at once
+
+
+def test_close_all_aborts_clients_that_do_not_go(connect, factory, clock) -> None:
+    a = connect("a")
+    a.transport.loseConnection = lambda: None  # a peer that never lets go
+    done = factory.closeAll()
+    assert not done.called
+    clock.advance(factory.shutdown_grace)
+    assert a.transport.disconnected
+
+
+def test_ipv6_peer_is_logged_with_brackets(factory, logs) -> None:
+    protocol = factory.buildProtocol(IPv6Address("TCP", "::1", 4242))
+    protocol.makeConnection(StringTransportWithDisconnection())
+    assert logged(logs, "connection from [::1]:4242")

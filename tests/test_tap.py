@@ -1,0 +1,52 @@
+"""Tests for the C{twistd chat} options, service and plugin."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python import usage
+
+from chat.tap import ChatService, Options, makeService
+
+
+def parse(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+def test_defaults() -> None:
+    options = parse()
+    assert options["port"] == ["tcp:8001"]
+    assert options["max-users"] == 10
+    assert options["max-line"] == 4096
+    assert options["max-outbound"] == 1 << 20
+
+
+def test_ports_are_repeatable_and_bare_numbers_mean_tcp() -> None:
+    options = parse("--port", "8001", "-p", "tcp6:8002", "--port", "unix:/tmp/chat.sock")
+    assert options["port"] == ["tcp:8001", "tcp6:8002", "unix:/tmp/chat.sock"]
+
+
+@pytest.mark.parametrize("option", ["--max-users", "--max-line", "--max-outbound"])
+@pytest.mark.parametrize("value", ["0", "-3", "ten"])
+def test_limits_must_be_positive_integers(option: str, value: str) -> None:
+    with pytest.raises(usage.UsageError):
+        parse(option, value)
+
+
+def test_make_service_listens_on_every_port_with_one_factory() -> None:
+    service = makeService(parse("--port", "8001", "--port", "tcp6:8002", "--max-users", "7"))
+    assert isinstance(service, ChatService)
+    listeners = list(service)
+    assert len(listeners) == 2
+    assert all(isinstance(child, StreamServerEndpointService) for child in listeners)
+    assert {id(child.factory) for child in listeners} == {id(service.factory)}
+    assert service.factory.room.capacity == 7
+
+
+def test_plugin_is_discoverable() -> None:
+    makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+    assert makers["chat"].module == "chat.tap"

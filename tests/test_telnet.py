@@ -1,0 +1,92 @@
+"""Tests for L{chat.telnet.TelnetInput}: telnet commands never reach the chat."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chat.telnet import DO, DONT, IAC, SB, SE, WILL, WONT, TelnetInput
+
+IP, AYT, NOP = 244, 246, 241
+TIMING_MARK, NAWS = 6, 31
+
+
+def feed_all(chunks: list[bytes]) -> tuple[bytes, bytes]:
+    telnet = TelnetInput()
+    kept, replies = b"", b""
+    for chunk in chunks:
+        data, answer = telnet.feed(chunk)
+        kept += data
+        replies += answer
+    return kept, replies
+
+
+def test_plain_data_passes_through() -> None:
+    assert feed_all([b"JOIN bob\r\n"]) == (b"JOIN bob\r\n", b"")
+
+
+def test_ctrl_c_sequence_is_removed_and_timing_mark_refused() -> None:
+    """What telnet sends on Ctrl-C: IAC IP, IAC DO TIMING-MARK."""
+    kept, replies = feed_all([bytes([IAC, IP, IAC, DO, TIMING_MARK]) + b"LIST\r\n"])
+    assert kept == b"LIST\r\n"
+    assert replies == bytes([IAC, WONT, TIMING_MARK])
+
+
+def test_will_is_refused_and_refusals_are_not_answered() -> None:
+    kept, replies = feed_all([bytes([IAC, WILL, NAWS, IAC, WONT, 1, IAC, DONT, 3]) + b"x"])
+    assert kept == b"x"
+    assert replies == bytes([IAC, DONT, NAWS])
+
+
+def test_subnegotiation_is_removed() -> None:
+    data = b"JO" + bytes([IAC, SB, NAWS, 0, 80, IAC, IAC, 24, IAC, SE]) + b"IN a\n"
+    assert feed_all([data]) == (b"JOIN a\n", b"")
+
+
+def test_escaped_iac_is_a_data_byte() -> None:
+    assert feed_all([bytes([65, IAC, IAC, 66])]) == (b"A\xffB", b"")
+
+
+def test_two_byte_commands_are_removed() -> None:
+    assert feed_all([bytes([IAC, AYT, 65, IAC, NOP, 66])]) == (b"AB", b"")
+
+
+def test_cr_nul_ends_a_line_even_split_across_reads() -> None:
+    assert feed_all([b"LIST\r", b"\x00QUIT\r\x00"]) == (b"LIST\nQUIT\n", b"")
+
+
+def test_crlf_split_across_reads_is_kept_for_the_splitter() -> None:
+    assert feed_all([b"LIST\r", b"\n"]) == (b"LIST\r\n", b"")
+
+
+def test_commands_split_byte_by_byte() -> None:
+    data = bytes([IAC, DO, TIMING_MARK, IAC, SB, 24, 1, IAC, SE]) + b"HI\r\x00"
+    assert feed_all([bytes([b]) for b in data]) == (b"HI\n", bytes([IAC, WONT, TIMING_MARK]))
+
+
+@given(st.binary(), st.lists(st.integers(min_value=0, max_value=64)))
+def test_any_segmentation_gives_the_same_result(data: bytes, cuts: list[int]) -> None:
+    """The filter keeps its state across reads: how bytes arrive never matters."""
+    chunks, rest = [], data
+    for cut in cuts:
+        chunks.append(rest[:cut])
+        rest = rest[cut:]
+    chunks.append(rest)
+    whole = feed_all([data])
+    assert feed_all(chunks) == whole
+
+
+@given(st.binary().filter(lambda data: b"\xff" not in data))
+def test_data_without_iac_only_loses_cr_nul(data: bytes) -> None:
+    """Without IAC the only change is CR NUL to LF (a final CR waits for more)."""
+    kept, replies = feed_all([data])
+    expected = data[:-1] if data.endswith(b"\r") else data
+    assert kept == expected.replace(b"\r\x00", b"\n")
+    assert replies == b""
+
+
+@given(st.binary())
+def test_no_negotiation_byte_survives(data: bytes) -> None:
+    """Whatever is sent, an IAC in the output can only come from IAC IAC."""
+    kept, _ = feed_all([data])
+    assert kept.count(b"\xff") <= data.count(b"\xff\xff")
