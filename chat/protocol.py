@@ -88,8 +88,12 @@ class ChatProtocol(LineReceiver):
 
     def close(self, data: bytes = b"") -> None:
         """Send C{data}, then close once everything queued has been sent."""
+        if self._gone:
+            return
         self.deliver(data)
         self._gone = True
+        # A transport with a registered producer waits for it before closing.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     # Output and flow control
