@@ -6,10 +6,11 @@ L{ChatFactory} shared by all of them.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -17,17 +18,27 @@ from twisted.python.failure import Failure
 
 from chat import replies
 from chat.commands import NAME_RULE, decode, is_valid_name, split_command
-from chat.framing import LINE_TOO_LONG, LineSplitter
+from chat.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
+from chat.limits import Limits, PeerCount, TokenBucket
 from chat.room import Admission, Room
+from chat.stats import Stats
 from chat.telnet import TelnetInput
 
 
-def describe(address: IAddress) -> str:
-    """C{host:port} for logs; C{[host]:port} for IPv6."""
+def describe(address: IAddress) -> tuple[str, str]:
+    """
+    @return: C{(host, peer)}: the address to count connections by, and
+        C{host:port} (C{[host]:port} for IPv6) for the logs.
+    """
     host = getattr(address, "host", None)
     if host is None:
-        return str(address)
-    return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+        return str(address), str(address)
+    return host, f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+
+
+def _inputSize(line: bytes | _LineTooLong, max_line: int) -> int:
+    """The input bytes a line stands for (an overlong one: at least the limit)."""
+    return max_line if line is LINE_TOO_LONG else len(line) + 1
 
 
 class ChatProtocol(LineReceiver):
@@ -36,15 +47,16 @@ class ChatProtocol(LineReceiver):
 
     Input goes through L{TelnetInput} and L{LineSplitter} instead of
     C{LineReceiver}'s own splitting (see L{chat.framing} for why); each line
-    is dispatched to a C{do_VERB} method.
+    is dispatched to a C{do_VERB} method. With flood control on, lines beyond
+    the client's L{TokenBucket} wait in a backlog and are processed later.
 
     The protocol registers itself as the streaming producer of its own
     transport, so the transport tells it when its outbound buffer is full
     (C{pauseProducing}) and when it has drained (C{resumeProducing}). While
     paused, input from this client is not read (C{LineReceiver}'s behaviour),
-    and bytes queued for it are counted: past C{factory.max_outbound} the
-    client is a slow consumer and is disconnected, so a client that never
-    reads costs the server a bounded amount of memory.
+    and bytes queued for it are counted: past C{max_outbound} the client is a
+    slow consumer and is disconnected, so a client that never reads costs the
+    server a bounded amount of memory.
 
     @ivar name: the registered name, or C{None} before JOIN and after leaving.
     """
@@ -52,28 +64,59 @@ class ChatProtocol(LineReceiver):
     log = Logger()
     delimiter = replies.CRLF
 
-    def __init__(self, factory: ChatFactory, peer: str) -> None:
+    def __init__(self, factory: ChatFactory, host: str, peer: str) -> None:
         self.factory = factory
         self.room = factory.room
+        self.host = host
         self.peer = peer
         self.name: str | None = None
         self._telnet = TelnetInput()
-        self._lines = LineSplitter(factory.max_line)
+        self._lines = LineSplitter(factory.limits.max_line)
         self._blocked = False
-        self._queued_while_blocked = 0
+        self._queuedWhileBlocked = 0
         self._gone = False
+        self._admitted = False
+        self._lastInput = 0.0
+        self._joinTimer: IDelayedCall | None = None
+        self._drainCall: IDelayedCall | None = None
+        self._bucket: TokenBucket | None = None
+        self._backlog: deque[bytes | _LineTooLong] = deque()
+        self._backlogBytes = 0
 
     # Connection lifecycle
 
     def connectionMade(self) -> None:
+        factory, limits = self.factory, self.factory.limits
+        refusal = factory.peers.admit(self.host, limits)
+        if refusal is not None:
+            factory.stats.limits["max_connections"] += 1
+            self.log.info("refused connection from {peer}: {why}", peer=self.peer, why=refusal)
+            self.transport.write(replies.bye(replies.TOO_MANY_CONNECTIONS, refusal))
+            self._gone = True
+            self.transport.loseConnection()
+            return
+        self._admitted = True
         self.transport.registerProducer(self, True)
-        self.factory.connections.add(self)
+        factory.connections.add(self)
+        clock = factory.clock
+        self._lastInput = clock.seconds()
+        if limits.rate:
+            self._bucket = TokenBucket(limits.rate, limits.burst, self._lastInput)
+        if limits.join_timeout:
+            self._joinTimer = clock.callLater(limits.join_timeout, self._joinTimedOut)
         self.log.info("connection from {peer}", peer=self.peer)
         self.deliver(replies.GREETING)
 
     def connectionLost(self, reason: Failure = None) -> None:
         self._gone = True
+        if not self._admitted:
+            return
+        self._admitted = False
+        self.factory.peers.release(self.host)
         self.factory.connections.discard(self)
+        for call in (self._joinTimer, self._drainCall):
+            if call is not None and call.active():
+                call.cancel()
         name = self.name
         if name is not None and self.room.leave(self):
             self.name = None
@@ -92,9 +135,38 @@ class ChatProtocol(LineReceiver):
             return
         self.deliver(data)
         self._gone = True
+        self._leave()
         # A transport with a registered producer waits for it before closing.
         self.transport.unregisterProducer()
         self.transport.loseConnection()
+
+    def _leave(self) -> str | None:
+        """Leave the room now, so the name is free at once; return the name."""
+        name = self.name
+        if name is not None and self.room.leave(self):
+            self.name = None
+            return name
+        return None
+
+    def _joinTimedOut(self) -> None:
+        self._joinTimer = None
+        timeout = self.factory.limits.join_timeout
+        self.factory.stats.limits["join_timeout"] += 1
+        self.log.info("closing {peer}: no JOIN within {timeout}s", peer=self.peer, timeout=timeout)
+        self.close(replies.bye(replies.JOIN_TIMEOUT, f"no JOIN within {timeout:g} seconds"))
+
+    def _idleTimedOut(self) -> None:
+        timeout = self.factory.limits.idle_timeout
+        self.factory.stats.limits["idle_timeout"] += 1
+        self.log.info(
+            "closing {name}: idle for {timeout}s", name=self.name or self.peer, timeout=timeout
+        )
+        self.close(replies.bye(replies.IDLE_TIMEOUT, f"nothing sent for {timeout:g} seconds"))
+
+    def checkIdle(self, now: float) -> None:
+        """Close the connection if the user sent nothing for the idle timeout."""
+        if self.name is not None and now - self._lastInput >= self.factory.limits.idle_timeout:
+            self._idleTimedOut()
 
     # Output and flow control
 
@@ -103,15 +175,15 @@ class ChatProtocol(LineReceiver):
         if self._gone:
             return
         if self._blocked:
-            self._queued_while_blocked += len(data)
-            if self._queued_while_blocked > self.factory.max_outbound:
+            self._queuedWhileBlocked += len(data)
+            if self._queuedWhileBlocked > self.factory.limits.max_outbound:
                 self._dropSlowConsumer()
                 return
         self.transport.write(data)
 
     def pauseProducing(self) -> None:
         self._blocked = True
-        self._queued_while_blocked = 0
+        self._queuedWhileBlocked = 0
         super().pauseProducing()
 
     def resumeProducing(self) -> None:
@@ -120,14 +192,13 @@ class ChatProtocol(LineReceiver):
 
     def _dropSlowConsumer(self) -> None:
         self._gone = True
-        name = self.name
-        if name is not None and self.room.leave(self):
-            self.name = None
+        name = self._leave()
+        self.factory.stats.limits["max_outbound"] += 1
         self.log.warn(
             "dropped slow consumer {name} at {peer}: more than {limit} bytes unread",
             name=name or "(unregistered)",
             peer=self.peer,
-            limit=self.factory.max_outbound,
+            limit=self.factory.limits.max_outbound,
         )
         self.transport.abortConnection()
 
@@ -137,26 +208,74 @@ class ChatProtocol(LineReceiver):
         data, answers = self._telnet.feed(data)
         if answers:
             self.deliver(answers)
-        for raw in self._lines.feed(data):
-            if self._gone:
+        lines = self._lines.feed(data)
+        if not lines:
+            return
+        self._lastInput = self.factory.clock.seconds()
+        if self._bucket is None:
+            for line in lines:
+                if self._gone:
+                    return
+                self._process(line)
+            return
+        self._backlog.extend(lines)
+        max_line = self.factory.limits.max_line
+        self._backlogBytes += sum(_inputSize(line, max_line) for line in lines)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Process backlogged lines as fast as the client's token bucket allows."""
+        limits = self.factory.limits
+        if self._backlogBytes > limits.max_backlog:
+            self.factory.stats.limits["max_backlog"] += 1
+            self.log.warn(
+                "disconnecting {who}: flooding, more than {limit} bytes of input waiting",
+                who=self.name or self.peer,
+                limit=limits.max_backlog,
+            )
+            self.close(
+                replies.bye(
+                    replies.FLOODING,
+                    f"more than {limits.max_backlog} bytes of commands waiting; "
+                    f"send at most {limits.rate:g} lines per second",
+                )
+            )
+            return
+        if self._drainCall is not None:
+            return  # already waiting for the next token
+        clock, bucket, backlog = self.factory.clock, self._bucket, self._backlog
+        assert bucket is not None
+        while backlog and not self._gone:
+            wait = bucket.take(clock.seconds())
+            if wait:
+                self.factory.stats.limits["rate"] += 1
+                self._drainCall = clock.callLater(wait, self._drainLater)
                 return
-            if raw is LINE_TOO_LONG:
-                self.lineLengthExceeded(b"")
-            else:
-                self.lineReceived(raw)
+            line = backlog.popleft()
+            self._backlogBytes -= _inputSize(line, limits.max_line)
+            self._process(line)
+
+    def _drainLater(self) -> None:
+        self._drainCall = None
+        self._drain()
+
+    def _process(self, line: bytes | _LineTooLong) -> None:
+        if line is LINE_TOO_LONG:
+            self.lineLengthExceeded(b"")
+        else:
+            self.lineReceived(line)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """Refuse the line but keep the connection: the rest is skipped."""
         self.log.warn(
             "{who} sent a line longer than {limit} bytes",
             who=self.name or self.peer,
-            limit=self.factory.max_line,
+            limit=self.factory.limits.max_line,
         )
-        self.deliver(
-            replies.error(
-                replies.LINE_TOO_LONG,
-                f"lines are limited to {self.factory.max_line} bytes; it was discarded",
-            )
+        self.factory.stats.limits["max_line"] += 1
+        self._error(
+            replies.LINE_TOO_LONG,
+            f"lines are limited to {self.factory.limits.max_line} bytes; it was discarded",
         )
 
     def lineReceived(self, line: bytes) -> None:
@@ -165,6 +284,7 @@ class ChatProtocol(LineReceiver):
             return
         verb, rest = split_command(text)
         handler: Callable[[str], None] | None = getattr(self, "do_" + verb, None)
+        self.factory.stats.commands[verb if handler else "unknown"] += 1
         if handler is None:
             self.unknownCommand(verb)
         elif self.name is None and verb not in ("JOIN", "HELP", "QUIT"):
@@ -177,13 +297,15 @@ class ChatProtocol(LineReceiver):
             self.unregistered(verb)
             return
         self.log.info("{name} sent an unknown command {verb!r}", name=self.name, verb=verb)
-        self.deliver(
-            replies.error(replies.UNKNOWN_MESSAGE, f"{verb} is not a command; HELP lists them")
-        )
+        self._error(replies.UNKNOWN_MESSAGE, f"{verb} is not a command; HELP lists them")
 
     def unregistered(self, verb: str) -> None:
         self.log.info("unregistered {peer} sent {verb!r}", peer=self.peer, verb=verb)
-        self.deliver(replies.error(replies.UNREGISTERED_USER, replies.HOW_TO_JOIN))
+        self._error(replies.UNREGISTERED_USER, replies.HOW_TO_JOIN)
+
+    def _error(self, reason: str, details: str) -> None:
+        self.factory.stats.errors[reason] += 1
+        self.deliver(replies.error(reason, details))
 
     # Commands
 
@@ -191,15 +313,10 @@ class ChatProtocol(LineReceiver):
         room = self.room
         if self.name is not None:
             self.log.info("{name} sent JOIN {rest!r} again; discarded", name=self.name, rest=rest)
-            self.deliver(
-                replies.error(
-                    replies.ALREADY_REGISTERED,
-                    f"you are {self.name}; this JOIN was discarded",
-                )
-            )
+            self._error(replies.ALREADY_REGISTERED, f"you are {self.name}; this JOIN was discarded")
             return
         if not rest:
-            self.deliver(replies.error(replies.USAGE, "JOIN <username>"))
+            self._error(replies.USAGE, "JOIN <username>")
             return
         if not is_valid_name(rest):
             self._refuseJoin(rest, "invalid name", replies.INVALID_USERNAME, NAME_RULE)
@@ -217,6 +334,9 @@ class ChatProtocol(LineReceiver):
                 rest, "name taken", replies.USERNAME_TAKEN, f"{rest} is already registered"
             )
         else:
+            if self._joinTimer is not None and self._joinTimer.active():
+                self._joinTimer.cancel()
+                self._joinTimer = None
             self.log.info(
                 "{name} joined from {peer} ({count}/{capacity} users)",
                 name=rest,
@@ -235,7 +355,7 @@ class ChatProtocol(LineReceiver):
             count=len(self.room),
             capacity=self.room.capacity,
         )
-        self.deliver(replies.error(reason, details))
+        self._error(reason, details)
 
     def do_LIST(self, rest: str) -> None:
         names = self.room.names()
@@ -245,25 +365,25 @@ class ChatProtocol(LineReceiver):
     def do_MESG(self, rest: str) -> None:
         parts = rest.split(None, 1)
         if len(parts) < 2:
-            self.deliver(replies.error(replies.USAGE, "MESG <username> <text>"))
+            self._error(replies.USAGE, "MESG <username> <text>")
             return
         to, text = parts
         recipient = self.room.find(to)
         if recipient is None:
             self.log.info("{name} sent MESG to unknown recipient {to!r}", name=self.name, to=to)
-            self.deliver(
-                replies.error(replies.UNKNOWN_RECIPIENT, f"nobody named {to} is registered")
-            )
+            self._error(replies.UNKNOWN_RECIPIENT, f"nobody named {to} is registered")
             return
-        recipient.deliver(replies.relayed("MESG", self.name, text))
+        recipient.deliver(replies.relayed("MESG", str(self.name), text))
+        self.factory.stats.relayed["mesg"] += 1
         self.log.info("MESG {name} -> {to}", name=self.name, to=recipient.name)
         self.deliver(replies.ok("MESG", str(recipient.name)))
 
     def do_BCST(self, rest: str) -> None:
         if not rest:
-            self.deliver(replies.error(replies.USAGE, "BCST <text>"))
+            self._error(replies.USAGE, "BCST <text>")
             return
-        count = self.room.broadcast(replies.relayed("BCST", self.name, rest), self)
+        count = self.room.broadcast(replies.relayed("BCST", str(self.name), rest), self)
+        self.factory.stats.relayed["bcst"] += count
         self.log.info("BCST from {name} reached {count} users", name=self.name, count=count)
         self.deliver(replies.ok("BCST", str(count)))
 
@@ -271,9 +391,8 @@ class ChatProtocol(LineReceiver):
         self.deliver(b"".join(map(replies.info, replies.HELP_TEXT)) + replies.ok("HELP", "-"))
 
     def do_QUIT(self, rest: str) -> None:
-        name = self.name
-        if name is not None and self.room.leave(self):
-            self.name = None
+        name = self._leave()
+        if name is not None:
             self.log.info(
                 "{name} quit ({count}/{capacity} users)",
                 name=name,
@@ -287,12 +406,11 @@ class ChatProtocol(LineReceiver):
 
 class ChatFactory(ServerFactory):
     """
-    Shared by every connection: the room (registry and capacity) and limits.
+    Shared by every connection: the room (registry and capacity), the limits
+    and the counters.
 
-    @ivar max_line: the longest accepted input line, in bytes.
-    @ivar max_outbound: bytes that may be queued for a client after its
-        transport reported a full buffer, before it is disconnected.
     @ivar connections: every open connection, registered or not.
+    @ivar peers: the count of connections, in all and per address.
     @ivar shutdown_grace: seconds that clients get to read the shutdown
         notice before their connections are aborted.
     """
@@ -303,21 +421,27 @@ class ChatFactory(ServerFactory):
     def __init__(
         self,
         max_users: int = 10,
-        max_line: int = 4096,
-        max_outbound: int = 1 << 20,
+        limits: Limits | None = None,
         clock: IReactorTime | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
         self.room = Room(max_users)
-        self.max_line = max_line
-        self.max_outbound = max_outbound
+        self.limits = limits or Limits()
         self.clock = clock
+        self.stats = Stats()
+        self.peers = PeerCount()
         self.connections: set[ChatProtocol] = set()
         self._allClosed: Deferred[None] | None = None
 
     def buildProtocol(self, addr: IAddress) -> ChatProtocol:
-        return ChatProtocol(self, describe(addr))
+        return ChatProtocol(self, *describe(addr))
+
+    def checkIdle(self) -> None:
+        """Close the connections of users idle for longer than the limit."""
+        now = self.clock.seconds()
+        for connection in list(self.connections):
+            connection.checkIdle(now)
 
     def closeAll(self) -> Deferred[None]:
         """

@@ -14,6 +14,8 @@ Each line is C{TAG SP rest CRLF}, and the tag says what the line is:
   - C{OK VERB details}: the command succeeded.
   - C{ERR Reason: details}: the command failed; C{Reason} is one of the
     fixed phrases below, C{details} is for people.
+  - C{BYE Reason: details}: the server is closing the connection, and why;
+    always the last line.
 
 Every command gets exactly one C{OK} or C{ERR} line, after any C{USER} or
 C{INFO} lines that belong to it, so a program knows where an answer ends.
@@ -47,6 +49,13 @@ UNKNOWN_MESSAGE: Final = "Unknown Message"
 USAGE: Final = "Usage"
 LINE_TOO_LONG: Final = "Line Too Long"
 
+# The fixed BYE reasons.
+TOO_MANY_CONNECTIONS: Final = "Too Many Connections"
+JOIN_TIMEOUT: Final = "Join Timeout"
+IDLE_TIMEOUT: Final = "Idle Timeout"
+FLOODING: Final = "Flooding"
+SHUTTING_DOWN: Final = "Shutting Down"
+
 
 def line(text: str) -> bytes:
     """Encode one server line."""
@@ -65,6 +74,10 @@ def error(reason: str, details: str) -> bytes:
     return line(f"ERR {reason}: {details}")
 
 
+def bye(reason: str, details: str) -> bytes:
+    return line(f"BYE {reason}: {details}")
+
+
 def user(name: str) -> bytes:
     return line("USER " + name)
 
@@ -78,4 +91,4 @@ GREETING: Final = info("Welcome to chat. Register with: JOIN <username>") + info
     "Usernames are " + NAME_RULE + ". Type HELP for the commands."
 )
 HOW_TO_JOIN: Final = "register first with JOIN <username>; HELP lists the commands"
-SHUTDOWN: Final = info("The server is shutting down. Goodbye.")
+SHUTDOWN: Final = bye(SHUTTING_DOWN, "the server is shutting down; goodbye")

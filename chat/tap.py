@@ -5,13 +5,17 @@ The C{twistd chat} command line: options and the service they build.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import sys
+from typing import Any, ClassVar
 
 from twisted.application import strports
+from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
+from twisted.logger import ILogObserver, jsonFileLogObserver
 from twisted.python import usage
 
+from chat.limits import Limits
 from chat.protocol import ChatFactory
 
 
@@ -26,6 +30,25 @@ def positive_int(value: str) -> int:
 positive_int.coerceDoc = "Must be a positive integer."  # type: ignore[attr-defined]
 
 
+def limit(value: str) -> float:
+    """Coerce an option to a number of at least 0 (0 switches a limit off)."""
+    number = float(value)
+    if not number >= 0:
+        raise ValueError(f"{value} is not a number of at least 0")
+    return number
+
+
+limit.coerceDoc = "0 switches it off."  # type: ignore[attr-defined]
+
+
+def count_limit(value: str) -> int:
+    """Coerce an option to a whole number of at least 0 (0 switches a limit off)."""
+    return int(limit(value))
+
+
+count_limit.coerceDoc = limit.coerceDoc  # type: ignore[attr-defined]
+
+
 def endpoint_description(value: str) -> str:
     """A bare port number means TCP on every interface; anything else is kept."""
     return f"tcp:{value}" if value.isdigit() else value
@@ -34,29 +57,74 @@ def endpoint_description(value: str) -> str:
 class Options(usage.Options):
     """Options of C{twistd chat}."""
 
-    synopsis = "[--port ENDPOINT]... [--max-users N] [--max-line BYTES] [--max-outbound BYTES]"
+    synopsis = "[--port ENDPOINT]... [--max-users N] [options]"
     longdesc = (
         "A chat server for telnet clients. --port takes a port number or any "
         "Twisted server endpoint description (tcp:8001:interface=127.0.0.1, "
         "tcp6:8001, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/path) "
         "and may be given more than once; the default is 8001."
     )
-    optParameters: ClassVar[list[list[object]]] = [
+    defaults = Limits()
+    optParameters: ClassVar[list[list[Any]]] = [
         ["max-users", "u", 10, "Most users registered at once.", positive_int],
-        [
-            "max-line",
-            None,
-            4096,
-            "Longest input line in bytes; longer lines are refused.",
-            positive_int,
-        ],
+        ["max-line", None, defaults.max_line, "Longest input line in bytes.", positive_int],
         [
             "max-outbound",
             None,
-            1 << 20,
+            defaults.max_outbound,
             "Bytes queued for a client that stopped reading before it is dropped.",
             positive_int,
         ],
+        [
+            "max-connections",
+            None,
+            defaults.max_connections,
+            "Open connections at once, registered or not.",
+            count_limit,
+        ],
+        [
+            "max-per-ip",
+            None,
+            defaults.max_per_peer,
+            "Open connections at once from one IP address.",
+            count_limit,
+        ],
+        [
+            "join-timeout",
+            None,
+            defaults.join_timeout,
+            "Seconds an unregistered connection may stay open.",
+            limit,
+        ],
+        [
+            "idle-timeout",
+            None,
+            defaults.idle_timeout,
+            "Seconds a registered user may stay silent.",
+            limit,
+        ],
+        [
+            "rate-limit",
+            None,
+            defaults.rate,
+            "Lines per second per client after the burst; more are delayed.",
+            limit,
+        ],
+        ["rate-burst", None, defaults.burst, "Lines a client may send at once.", positive_int],
+        [
+            "max-backlog",
+            None,
+            defaults.max_backlog,
+            "Bytes of delayed input a client may have before it is disconnected.",
+            positive_int,
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100).",
+        ],
+        ["log-format", None, "text", "Log as 'text' or 'json' (one JSON event per line)."],
     ]
 
     def __init__(self) -> None:
@@ -72,17 +140,41 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["port"]:
             self["port"] = ["tcp:8001"]
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError("--log-format must be 'text' or 'json'")
+        self["limits"] = Limits(
+            max_line=self["max-line"],
+            max_outbound=self["max-outbound"],
+            max_connections=self["max-connections"],
+            max_per_peer=self["max-per-ip"],
+            join_timeout=self["join-timeout"],
+            idle_timeout=self["idle-timeout"],
+            rate=self["rate-limit"],
+            burst=self["rate-burst"],
+            max_backlog=self["max-backlog"],
+        )
 
 
 class ChatService(MultiService):
     """
     The listeners plus an orderly shutdown: on SIGTERM or SIGINT, stop
     accepting connections first, then tell every client and close it.
+
+    @ivar json_log: log JSON events to standard output instead of twistd's
+        text log.
     """
 
-    def __init__(self, factory: ChatFactory) -> None:
+    def __init__(self, factory: ChatFactory, json_log: bool = False) -> None:
         super().__init__()
         self.factory = factory
+        self.json_log = json_log
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd creates the application, adds this service, and only then
+        # starts logging, using the application's ILogObserver if it has one.
+        super().setServiceParent(parent)
+        if self.json_log and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout))
 
     def stopService(self) -> Deferred[None]:
         stopped = super().stopService()
@@ -91,12 +183,15 @@ class ChatService(MultiService):
 
 
 def makeService(config: Options) -> IService:
-    factory = ChatFactory(
-        max_users=config["max-users"],
-        max_line=config["max-line"],
-        max_outbound=config["max-outbound"],
-    )
-    service = ChatService(factory)
+    limits: Limits = config["limits"]
+    factory = ChatFactory(max_users=config["max-users"], limits=limits)
+    service = ChatService(factory, json_log=config["log-format"] == "json")
     for description in config["port"]:
         strports.service(description, factory).setServiceParent(service)
+    if limits.idle_timeout:
+        TimerService(min(limits.idle_timeout / 4, 5.0), factory.checkIdle).setServiceParent(service)
+    if config["metrics"]:
+        from chat.metrics import metrics_service
+
+        metrics_service(endpoint_description(config["metrics"]), factory).setServiceParent(service)
     return service

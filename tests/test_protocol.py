@@ -8,45 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import pytest
-from twisted.internet.address import IPv4Address, IPv6Address
+from harness import GREETING, Client, logged
+from twisted.internet.address import IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
-from twisted.logger import LogEvent, capturedLogs, formatEvent
+from twisted.logger import LogEvent, capturedLogs
 
-from chat.protocol import ChatFactory, ChatProtocol
-
-GREETING = [
-    "INFO Welcome to chat. Register with: JOIN <username>",
-    "INFO Usernames are 1 to 32 ASCII letters and digits. Type HELP for the commands.",
-]
-
-
-class Client:
-    """One simulated connection: bytes in with L{send}, lines out with L{lines}."""
-
-    def __init__(self, factory: ChatFactory, port: int) -> None:
-        self.protocol: ChatProtocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", port))
-        self.transport = StringTransportWithDisconnection()
-        self.transport.protocol = self.protocol
-        self.protocol.makeConnection(self.transport)
-        assert self.lines() == GREETING
-
-    def send(self, data: bytes | str) -> list[str]:
-        """Send raw bytes (a str gets CRLF) and return the lines written back."""
-        if isinstance(data, str):
-            data = data.encode() + b"\r\n"
-        self.protocol.dataReceived(data)
-        return self.lines()
-
-    def lines(self) -> list[str]:
-        out = self.transport.value()
-        self.transport.clear()
-        assert out == b"" or out.endswith(b"\r\n"), out
-        return out.decode("utf-8").split("\r\n")[:-1]
-
-    @property
-    def closed(self) -> bool:
-        return not self.transport.connected
+from chat.limits import Limits
+from chat.protocol import ChatFactory
 
 
 @pytest.fixture
@@ -56,7 +25,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def factory(clock: Clock) -> ChatFactory:
-    return ChatFactory(max_users=3, max_line=64, max_outbound=1000, clock=clock)
+    """Limits that other tests switch on are off here: each rule alone."""
+    limits = Limits(max_line=64, max_outbound=1000, rate=0, join_timeout=0)
+    return ChatFactory(max_users=3, limits=limits, clock=clock)
 
 
 @pytest.fixture
@@ -65,6 +36,7 @@ def connect(factory: ChatFactory) -> Iterator:
 
     def make(name: str | None = None) -> Client:
         client = Client(factory, next(ports))
+        assert client.lines() == GREETING
         if name is not None:
             assert client.send(f"JOIN {name}")[0].startswith(f"OK JOIN {name} ")
         return client
@@ -76,11 +48,6 @@ def connect(factory: ChatFactory) -> Iterator:
 def logs() -> Iterator[Sequence[LogEvent]]:
     with capturedLogs() as events:
         yield events
-
-
-def logged(events: Sequence[LogEvent], *fragments: str) -> bool:
-    """Whether one status line contains every fragment."""
-    return any(all(f in formatEvent(event) for f in fragments) for event in events)
 
 
 # Registration
@@ -344,7 +311,7 @@ def test_a_reader_that_catches_up_is_kept(connect) -> None:
 def test_close_all_tells_everyone_and_waits(connect, factory, clock) -> None:
     a, b = connect("a"), connect()
     done = factory.closeAll()
-    assert a.lines() == b.lines() == ["INFO The server is shutting down. Goodbye."]
+    assert a.lines() == b.lines() == ["BYE Shutting Down: the server is shutting down; goodbye"]
     assert a.closed and b.closed
     assert done.called  # the in-memory transports close at once
 

@@ -1,0 +1,102 @@
+# -*- test-case-name: tests.test_limits -*-
+"""
+Per-client limits that need arithmetic rather than I/O: the flood-control
+token bucket and the count of connections per peer (sans I/O; the caller
+passes the time).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """
+    The limits of one server, as set on the command line; 0 switches one off.
+
+    @ivar max_line: the longest accepted input line, in bytes.
+    @ivar max_outbound: bytes that may be queued for a client after its
+        transport reported a full buffer, before it is dropped.
+    @ivar max_connections: open connections at once, registered or not.
+    @ivar max_per_peer: open connections at once from one IP address.
+    @ivar join_timeout: seconds an unregistered connection may stay open.
+    @ivar idle_timeout: seconds a registered user may send nothing.
+    @ivar rate: lines per second a client may send once its burst is spent.
+    @ivar burst: lines a client may send at once.
+    @ivar max_backlog: bytes of delayed, unprocessed input a client may have.
+    """
+
+    max_line: int = 4096
+    max_outbound: int = 1 << 20
+    max_connections: int = 1000
+    max_per_peer: int = 256
+    join_timeout: float = 60.0
+    idle_timeout: float = 0.0
+    rate: float = 10.0
+    burst: int = 20
+    max_backlog: int = 64 * 1024
+
+
+class TokenBucket:
+    """
+    Flood control in the way of ergo's "fakelag": a client may send C{burst}
+    lines at once, then C{rate} lines per second. Lines beyond that are not
+    dropped but delayed, so a client that waits for its replies is only
+    slowed down.
+    """
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = now
+
+    def take(self, now: float) -> float:
+        """
+        Spend one token if there is one.
+
+        @return: 0 if the line may be processed now, else the seconds to wait
+            before asking again.
+        """
+        tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if tokens >= 1:
+            self._tokens = tokens - 1
+            return 0.0
+        self._tokens = tokens
+        return (1 - tokens) / self.rate
+
+
+class PeerCount:
+    """How many connections are open, in all and per peer address."""
+
+    __slots__ = ("_by_peer", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._by_peer: Counter[str] = Counter()
+
+    def admit(self, host: str, limits: Limits) -> str | None:
+        """
+        Count a new connection from C{host} unless it would pass a limit.
+
+        @return: C{None} if admitted (and counted), else why not.
+        """
+        if limits.max_connections and self.total >= limits.max_connections:
+            return f"the server has {self.total} connections, its limit"
+        if limits.max_per_peer and self._by_peer[host] >= limits.max_per_peer:
+            return f"{host} has {limits.max_per_peer} connections open, the limit per address"
+        self.total += 1
+        self._by_peer[host] += 1
+        return None
+
+    def release(self, host: str) -> None:
+        """Forget one admitted connection from C{host}."""
+        self.total -= 1
+        self._by_peer[host] -= 1
+        if not self._by_peer[host]:
+            del self._by_peer[host]

@@ -1,0 +1,51 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""
+Prometheus metrics for C{--metrics ENDPOINT}, served by prometheus_client's
+Twisted resource at C{/metrics}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.twisted import MetricsResource
+from twisted.application import strports
+from twisted.application.service import IService
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from chat.protocol import ChatFactory
+
+
+class ChatCollector(Collector):
+    """Turns the factory's plain counters into metric families at scrape time."""
+
+    def __init__(self, factory: ChatFactory) -> None:
+        self.factory = factory
+
+    def collect(self) -> Iterator[Metric]:
+        factory, stats = self.factory, self.factory.stats
+        yield GaugeMetricFamily("chat_connections", "Open connections.", factory.peers.total)
+        yield GaugeMetricFamily("chat_users", "Registered users.", len(factory.room))
+        yield GaugeMetricFamily("chat_capacity", "Most registered users.", factory.room.capacity)
+        for name, doc, label, counts in (
+            ("chat_commands", "Commands received, by verb.", "verb", stats.commands),
+            ("chat_relayed", "Messages delivered to users, by kind.", "kind", stats.relayed),
+            ("chat_errors", "ERR replies sent, by reason.", "reason", stats.errors),
+            ("chat_limits", "Limits hit, by limit.", "limit", stats.limits),
+        ):
+            family = CounterMetricFamily(name, doc, labels=[label])
+            for value, count in dict(counts).items():  # a copy: this runs in a thread
+                family.add_metric([value], count)
+            yield family
+
+
+def metrics_service(description: str, factory: ChatFactory) -> IService:
+    """A web service on C{description} that serves C{/metrics}."""
+    registry = CollectorRegistry()
+    registry.register(ChatCollector(factory))
+    root = Resource()
+    root.putChild(b"metrics", MetricsResource(registry))
+    return strports.service(description, Site(root))

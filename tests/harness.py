@@ -1,0 +1,48 @@
+"""A simulated connection for protocol tests: bytes in, lines out, no network."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransportWithDisconnection
+from twisted.logger import LogEvent, formatEvent
+
+from chat.protocol import ChatFactory, ChatProtocol
+
+GREETING = [
+    "INFO Welcome to chat. Register with: JOIN <username>",
+    "INFO Usernames are 1 to 32 ASCII letters and digits. Type HELP for the commands.",
+]
+
+
+class Client:
+    """One simulated connection: bytes in with L{send}, lines out with L{lines}."""
+
+    def __init__(self, factory: ChatFactory, port: int, host: str = "10.0.0.1") -> None:
+        self.protocol: ChatProtocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        self.transport = StringTransportWithDisconnection()
+        self.transport.protocol = self.protocol
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes | str) -> list[str]:
+        """Send raw bytes (a str gets CRLF) and return the lines written back."""
+        if isinstance(data, str):
+            data = data.encode() + b"\r\n"
+        self.protocol.dataReceived(data)
+        return self.lines()
+
+    def lines(self) -> list[str]:
+        out = self.transport.value()
+        self.transport.clear()
+        assert out == b"" or out.endswith(b"\r\n"), out
+        return out.decode("utf-8").split("\r\n")[:-1]
+
+    @property
+    def closed(self) -> bool:
+        return not self.transport.connected
+
+
+def logged(events: Sequence[LogEvent], *fragments: str) -> bool:
+    """Whether one status line contains every fragment."""
+    return any(all(f in formatEvent(event) for f in fragments) for event in events)

@@ -1,0 +1,200 @@
+"""
+Tests for the limits: connection caps, timeouts, flood control. Time is a
+L{Clock}, so every timeout is hit for real and deterministically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+
+import pytest
+from harness import GREETING, Client, logged
+from twisted.internet.task import Clock
+from twisted.logger import LogEvent, capturedLogs
+
+from chat.limits import Limits, PeerCount, TokenBucket
+from chat.protocol import ChatFactory
+
+OFF = Limits(rate=0, join_timeout=0)
+
+
+@pytest.fixture
+def logs() -> Iterator[Sequence[LogEvent]]:
+    with capturedLogs() as events:
+        yield events
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+Connect = Callable[..., Client]
+
+
+def server(clock: Clock, **limits: float) -> Connect:
+    """A factory with the given limits switched on; returns a connect()."""
+    factory = ChatFactory(max_users=50, limits=replace(OFF, **limits), clock=clock)
+    ports = iter(range(1000, 9000))
+
+    def connect(name: str | None = None, host: str = "10.0.0.1") -> Client:
+        client = Client(factory, next(ports), host)
+        if name is not None:
+            assert client.lines() == GREETING
+            assert client.send(f"JOIN {name}")[0].startswith("OK JOIN")
+        return client
+
+    connect.factory = factory  # type: ignore[attr-defined]
+    return connect
+
+
+# Unit level
+
+
+def test_token_bucket_burst_then_rate() -> None:
+    bucket = TokenBucket(rate=10, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(3)] == [0, 0, 0]
+    assert bucket.take(0.0) == pytest.approx(0.1)
+    assert bucket.take(0.05) == pytest.approx(0.05)
+    assert bucket.take(0.1) == 0
+    assert bucket.take(100.0) == 0  # refills, but never past the burst
+    assert [bucket.take(100.0) for _ in range(3)] == [0, 0, pytest.approx(0.1)]
+
+
+def test_peer_count() -> None:
+    peers, limits = PeerCount(), Limits(max_connections=3, max_per_peer=2)
+    assert peers.admit("a", limits) is None
+    assert peers.admit("a", limits) is None
+    assert "limit per address" in str(peers.admit("a", limits))
+    assert peers.admit("b", limits) is None
+    assert "its limit" in str(peers.admit("c", limits))
+    peers.release("a")
+    assert peers.admit("c", limits) is None
+    assert peers.total == 3
+
+
+# Connection caps
+
+
+def test_connections_per_address_are_capped(clock: Clock, logs: Sequence[LogEvent]) -> None:
+    connect = server(clock, max_per_peer=2)
+    first, _ = connect(), connect()
+    refused = connect()
+    assert refused.lines() == [
+        "BYE Too Many Connections: 10.0.0.1 has 2 connections open, the limit per address"
+    ]
+    assert refused.closed
+    assert connect(host="10.0.0.2").lines() == GREETING
+    first.transport.loseConnection()
+    assert connect().lines() == GREETING
+    assert logged(logs, "refused connection from 10.0.0.1")
+    assert connect.factory.stats.limits["max_connections"] == 1  # type: ignore[attr-defined]
+
+
+def test_total_connections_are_capped(clock: Clock) -> None:
+    connect = server(clock, max_connections=2)
+    connect(host="10.0.0.1")
+    connect(host="10.0.0.2")
+    refused = connect(host="10.0.0.3")
+    assert refused.lines()[0].startswith("BYE Too Many Connections: the server has 2")
+    assert refused.closed
+    assert connect.factory.peers.total == 2  # type: ignore[attr-defined]
+
+
+# Timeouts
+
+
+def test_unregistered_connection_is_closed_after_the_join_timeout(clock: Clock) -> None:
+    connect = server(clock, join_timeout=30)
+    lazy, joiner = connect(), connect()
+    lazy.lines()
+    joiner.send("JOIN bob")
+    clock.advance(29)
+    assert not lazy.closed
+    lazy.send("HELP")  # asking for help is not joining
+    clock.advance(1)
+    assert lazy.lines() == ["BYE Join Timeout: no JOIN within 30 seconds"]
+    assert lazy.closed
+    assert not joiner.closed
+
+
+def test_idle_users_are_closed_and_input_keeps_them(clock: Clock) -> None:
+    connect = server(clock, idle_timeout=60)
+    idle, busy = connect("idle"), connect("busy")
+    unregistered = connect()
+    for _ in range(4):
+        clock.advance(20)
+        busy.send("LIST")
+        connect.factory.checkIdle()  # type: ignore[attr-defined]
+    assert idle.lines() == ["BYE Idle Timeout: nothing sent for 60 seconds"]
+    assert idle.closed
+    assert not busy.closed
+    assert not unregistered.closed  # the join timeout is for those
+    assert busy.send("LIST") == ["USER busy", "OK LIST 1"]
+
+
+def test_server_output_is_not_activity(clock: Clock) -> None:
+    connect = server(clock, idle_timeout=10)
+    reader, talker = connect("reader"), connect("talker")
+    for _ in range(5):
+        clock.advance(3)
+        talker.send("MESG reader still there?")
+        connect.factory.checkIdle()  # type: ignore[attr-defined]
+    assert reader.closed
+    assert not talker.closed
+
+
+# Flood control
+
+
+def test_burst_then_lines_are_delayed_not_dropped(clock: Clock) -> None:
+    connect = server(clock, rate=10, burst=5)
+    sender, receiver = connect("sender"), connect("receiver")
+    replies = sender.send(b"".join(b"MESG receiver %d\r\n" % i for i in range(15)))
+    assert len(replies) == 4  # JOIN took the first token
+    clock.advance(0.35)
+    assert len(sender.lines()) == 3
+    clock.pump([0.1] * 20)
+    assert len(sender.lines()) == 8
+    assert receiver.lines() == [f"MESG sender: {i}" for i in range(15)]
+    assert not sender.closed
+
+
+def test_a_client_that_waits_for_replies_is_never_delayed(clock: Clock) -> None:
+    connect = server(clock, rate=10, burst=5)
+    client = connect("polite")
+    for _ in range(50):
+        clock.advance(0.1)
+        assert client.send("LIST") == ["USER polite", "OK LIST 1"]
+
+
+def test_flooder_is_disconnected_and_others_are_served(
+    clock: Clock, logs: Sequence[LogEvent]
+) -> None:
+    connect = server(clock, rate=10, burst=20, max_backlog=4096)
+    flooder, calm, friend = connect("flooder"), connect("calm"), connect("friend")
+    flood = b"BCST " + b"x" * 95 + b"\r\n"
+    for _ in range(30):
+        flooder.send(flood)  # 30 * 100 bytes: under the backlog limit
+    assert not flooder.closed
+    clock.advance(0.5)
+    calm.lines()  # the flooder's broadcasts so far
+    assert calm.send("MESG friend hello") == ["OK MESG friend"]
+    assert friend.lines()[-1] == "MESG calm: hello"
+    assert flooder.send(flood * 40)[-1].startswith(
+        "BYE Flooding: more than 4096 bytes of commands waiting"
+    )
+    assert flooder.closed
+    assert calm.send("LIST") == ["USER calm", "USER friend", "OK LIST 2"]
+    assert logged(logs, "disconnecting flooder: flooding")
+    clock.advance(10)  # no timer left behind touches the closed connection
+    assert flooder.lines() == []
+
+
+def test_overlong_lines_count_against_the_backlog(clock: Clock) -> None:
+    connect = server(clock, rate=1, burst=1, max_backlog=20000, max_line=100)
+    flooder = connect("flooder")
+    for _ in range(300):
+        flooder.send(b"x" * 200 + b"\n")
+    assert flooder.closed
