@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import pytest
-from harness import GREETING, Client, logged
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, capturedLogs
 
 from chat.limits import Limits, PeerCount, TokenBucket
 from chat.protocol import ChatFactory
+from harness import GREETING, Client, logged
 
 OFF = Limits(rate=0, join_timeout=0)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import pytest
-from harness import GREETING, Client, logged
 from twisted.internet.address import IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
@@ -16,6 +15,7 @@ from twisted.logger import LogEvent, capturedLogs
 
 from chat.limits import Limits
 from chat.protocol import ChatFactory
+from harness import GREETING, Client, logged
 
 
 @pytest.fixture
