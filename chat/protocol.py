@@ -52,11 +52,10 @@ class ChatProtocol(LineReceiver):
 
     The protocol registers itself as the streaming producer of its own
     transport, so the transport tells it when its outbound buffer is full
-    (C{pauseProducing}) and when it has drained (C{resumeProducing}). While
-    paused, input from this client is not read (C{LineReceiver}'s behaviour),
-    and bytes queued for it are counted: past C{max_outbound} the client is a
-    slow consumer and is disconnected, so a client that never reads costs the
-    server a bounded amount of memory.
+    (C{pauseProducing}) and when it has drained (C{resumeProducing}). In
+    between, bytes queued for it are counted: past C{max_outbound} the client
+    is a slow consumer and is disconnected, so a client that never reads
+    costs the server a bounded amount of memory.
 
     @ivar name: the registered name, or C{None} before JOIN and after leaving.
     """
@@ -182,13 +181,13 @@ class ChatProtocol(LineReceiver):
         self.transport.write(data)
 
     def pauseProducing(self) -> None:
+        # Input is still read: flood control bounds it, and a TLS transport
+        # pauses its producer until the handshake is done, which needs input.
         self._blocked = True
         self._queuedWhileBlocked = 0
-        super().pauseProducing()
 
     def resumeProducing(self) -> None:
         self._blocked = False
-        super().resumeProducing()
 
     def _dropSlowConsumer(self) -> None:
         self._gone = True

@@ -174,7 +174,8 @@ class ChatService(MultiService):
         # starts logging, using the application's ILogObserver if it has one.
         super().setServiceParent(parent)
         if self.json_log and hasattr(parent, "setComponent"):
-            parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout))
+            # One JSON object per line, without the RFC 7464 record separator.
+            parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout, ""))
 
     def stopService(self) -> Deferred[None]:
         stopped = super().stopService()

@@ -1,0 +1,201 @@
+"""
+Operations over real sockets against a real C{twistd chat}: TLS with the
+real C{openssl s_client}, IPv6 on ::1, the Prometheus endpoint, JSON logs,
+and every limit hit for real.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import StartServer
+
+from server import ChatServer, Client
+
+
+def ports(server: ChatServer, what: str) -> list[int]:
+    """The ports that C{what} (e.g. C{ChatFactory (TLS)}) was started on."""
+    return [int(p) for p in re.findall(re.escape(what) + r" starting on (\d+)", server.log_text())]
+
+
+def wait_for_ports(server: ChatServer, what: str, count: int = 1) -> list[int]:
+    deadline = time.monotonic() + 10
+    while len(found := ports(server, what)) < count:
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.02)
+    return found
+
+
+# Transports
+
+
+def test_tls_session_with_openssl_s_client(start_server: StartServer, tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = start_server("--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    (tls_port,) = wait_for_ports(server, "ChatFactory (TLS)")
+    plain = Client(server.port)
+    plain.join("plain")
+    session = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{tls_port}", "-quiet"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert session.stdin is not None and session.stdout is not None
+    session.stdin.write(b"JOIN secure\r\n")
+    session.stdin.flush()
+    server.wait_for_log("secure joined")
+    assert plain.expect_reply("MESG secure over tls", "OK MESG secure")
+    session.stdin.write(b"LIST\r\nQUIT\r\n")
+    session.stdin.flush()
+    out, _ = session.communicate(timeout=10)
+    lines = out.decode().split("\r\n")
+    assert "OK JOIN secure 2/10" in lines
+    assert "MESG plain: over tls" in lines
+    assert lines[lines.index("OK JOIN secure 2/10") + 2 :][:4] == [
+        "USER plain", "USER secure", "OK LIST 2", "OK QUIT Bye",
+    ]  # fmt: skip
+
+
+def test_ipv6(start_server: StartServer) -> None:
+    server = start_server("--port", r"tcp6:0:interface=\:\:1")
+    six = next(p for p in wait_for_ports(server, "ChatFactory", 2) if p != server.port)
+    sock = socket.create_connection(("::1", six), timeout=5)
+    sock.sendall(b"JOIN six\r\nLIST\r\n")
+    data = b""
+    while b"OK LIST" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    assert b"USER six\r\nOK LIST 1\r\n" in data
+    server.wait_for_log("six joined from [::1]:")
+    sock.close()
+
+
+# Metrics and logs
+
+
+def test_metrics_endpoint_is_scraped(start_server: StartServer) -> None:
+    server = start_server("--metrics", "tcp:0:interface=127.0.0.1", "--max-line", "100")
+    (metrics_port,) = wait_for_ports(server, "Site")
+    a, b = Client(server.port), Client(server.port)
+    a.join("a")
+    b.join("b")
+    a.expect_reply("MESG b hi", "OK MESG b")
+    a.expect_reply("BCST all", "OK BCST 1")
+    a.expect_reply("MESG nobody hi", "ERR Unknown Recipient")
+    a.expect_reply(b"x" * 200, "ERR Line Too Long")
+    unregistered = Client(server.port)
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    for sample in (
+        "chat_connections 3.0",
+        "chat_users 2.0",
+        "chat_capacity 10.0",
+        'chat_commands_total{verb="JOIN"} 2.0',
+        'chat_commands_total{verb="MESG"} 2.0',
+        'chat_relayed_total{kind="mesg"} 1.0',
+        'chat_relayed_total{kind="bcst"} 1.0',
+        'chat_errors_total{reason="Unknown Recipient"} 1.0',
+        'chat_limits_total{limit="max_line"} 1.0',
+    ):
+        assert sample in text.splitlines(), (sample, text)
+    unregistered.close()
+
+
+def test_json_log(start_server: StartServer) -> None:
+    server = start_server("--log-format", "json")
+    Client(server.port).join("jay")
+    server.wait_for_log('"jay"')
+    events = [json.loads(line) for line in server.log_text().splitlines()]
+    joined = [e for e in events if e.get("log_format", "").startswith("{name} joined")]
+    assert joined[0]["name"] == "jay"
+    assert joined[0]["capacity"] == 10
+
+
+# Limits, each hit for real
+
+
+def test_connections_per_address(start_server: StartServer) -> None:
+    server = start_server("--max-per-ip", "2")
+    first, _ = Client(server.port), Client(server.port)
+    refused = Client(server.port, greeting=False)
+    assert refused.read_line().startswith("BYE Too Many Connections: 127.0.0.1 has 2")
+    refused.expect_eof()
+    first.close()
+    server.wait_for_log("connection from")  # the log is there; wait for the release
+    deadline = time.monotonic() + 5
+    while True:  # the server learns about the close asynchronously
+        late = Client(server.port, greeting=False)
+        if late.read_line().startswith("INFO Welcome"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_total_connections(start_server: StartServer) -> None:
+    server = start_server("--max-connections", "3")
+    keep = [Client(server.port) for _ in range(3)]
+    refused = Client(server.port, greeting=False)
+    assert refused.read_line().startswith("BYE Too Many Connections: the server has 3")
+    assert keep[0].expect_reply("JOIN still", "OK JOIN still")
+
+
+def test_join_timeout(start_server: StartServer) -> None:
+    server = start_server("--join-timeout", "0.5")
+    lazy, joiner = Client(server.port), Client(server.port)
+    joiner.join("quick")
+    assert lazy.read_line() == "BYE Join Timeout: no JOIN within 0.5 seconds"
+    lazy.expect_eof()
+    time.sleep(0.6)
+    assert joiner.list_names() == ["quick"]
+
+
+def test_idle_timeout(start_server: StartServer) -> None:
+    server = start_server("--idle-timeout", "1")
+    idle = Client(server.port)
+    idle.join("sleepy")
+    assert idle.read_line() == "BYE Idle Timeout: nothing sent for 1 seconds"
+    idle.expect_eof()
+    server.wait_for_log("closing sleepy: idle")
+
+
+def test_flooder_is_slowed_then_dropped_while_others_chat(start_server: StartServer) -> None:
+    server = start_server("--rate-limit", "10", "--rate-burst", "20")
+    calm, friend, flooder = Client(server.port), Client(server.port), Client(server.port)
+    calm.join("calm")
+    friend.join("friend")
+    flooder.join("flooder")
+    flooder.send(b"MESG friend flood\r\n" * 5000)  # 95 KB: past the 64 KiB backlog
+    started = time.monotonic()
+    calm.expect_reply("MESG friend are you there", "OK MESG friend")
+    assert time.monotonic() - started < 1.0
+    lines = friend.read_until(lambda line: line.startswith("MESG calm:"))
+    # The flooder got at most its burst and a few lines more through.
+    assert len(lines) - 1 <= 40
+    server.wait_for_log("disconnecting flooder: flooding")
+    reply = flooder.read_until(lambda line: line.startswith("BYE"))
+    assert reply[-1].startswith("BYE Flooding: more than 65536 bytes")
+    assert calm.list_names() == ["calm", "friend"]
+
+
+def test_fast_client_that_waits_for_replies_is_only_slowed(start_server: StartServer) -> None:
+    server = start_server("--rate-limit", "50", "--rate-burst", "5")
+    sender, receiver = Client(server.port), Client(server.port)
+    sender.join("sender")
+    receiver.join("receiver")
+    sender.send(b"".join(b"MESG receiver %d\r\n" % i for i in range(40)))
+    for i in range(40):
+        assert sender.read_line() == "OK MESG receiver"
+        assert receiver.read_line() == f"MESG sender: {i}"
+    server.wait_for_log("sender joined")
+    assert "flooding" not in server.log_text()
