@@ -181,10 +181,13 @@ class ChatProtocol(LineReceiver):
         self.transport.write(data)
 
     def pauseProducing(self) -> None:
+        # The transport calls this again on every write while its buffer is
+        # full: only the first call starts the count.
         # Input is still read: flood control bounds it, and a TLS transport
         # pauses its producer until the handshake is done, which needs input.
-        self._blocked = True
-        self._queuedWhileBlocked = 0
+        if not self._blocked:
+            self._blocked = True
+            self._queuedWhileBlocked = 0
 
     def resumeProducing(self) -> None:
         self._blocked = False

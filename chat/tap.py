@@ -5,14 +5,16 @@ The C{twistd chat} command line: options and the service they build.
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 from typing import Any, ClassVar
 
 from twisted.application import strports
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
-from twisted.logger import ILogObserver, jsonFileLogObserver
+from twisted.logger import ILogObserver, Logger, jsonFileLogObserver
 from twisted.python import usage
 
 from chat.limits import Limits
@@ -164,6 +166,8 @@ class ChatService(MultiService):
         text log.
     """
 
+    log = Logger()
+
     def __init__(self, factory: ChatFactory, json_log: bool = False) -> None:
         super().__init__()
         self.factory = factory
@@ -176,6 +180,26 @@ class ChatService(MultiService):
         if self.json_log and hasattr(parent, "setComponent"):
             # One JSON object per line, without the RFC 7464 record separator.
             parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout, ""))
+
+    def startService(self) -> None:
+        from twisted.internet import reactor
+
+        super().startService()
+        reactor.callWhenRunning(self._handleSignals)
+
+    def _handleSignals(self) -> None:
+        # Called once the reactor has installed its own handlers, which make
+        # twistd kill itself with the signal after the reactor stops, so the
+        # exit status reads "killed". A stop on request that ends in an
+        # orderly shutdown is a success: exit 0.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._stopOnSignal)
+
+    def _stopOnSignal(self, signum: int, frame: FrameType | None) -> None:
+        from twisted.internet import reactor
+
+        self.log.info("received {signal}, shutting down", signal=signal.Signals(signum).name)
+        reactor.callFromThread(reactor.stop)
 
     def stopService(self) -> Deferred[None]:
         stopped = super().stopService()

@@ -287,6 +287,7 @@ def test_slow_consumer_is_dropped_past_the_outbound_limit(connect, factory, logs
     slow.protocol.pauseProducing()  # what the transport does when its buffer is full
     for i in range(100):
         talker.send(f"BCST message number {i}")
+        slow.protocol.pauseProducing()  # as a transport does on every write past its buffer
     assert slow.transport.disconnected  # aborted, buffered data thrown away
     assert fast.lines() == [f"BCST talker: message number {i}" for i in range(100)]
     assert talker.send("LIST") == ["USER fast", "USER talker", "OK LIST 2"]
