@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -20,9 +21,12 @@ from chat import replies
 from chat.commands import NAME_RULE, decode, is_valid_name, split_command
 from chat.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
 from chat.limits import Limits, PeerCount, TokenBucket
-from chat.room import Admission, Room
+from chat.room import Admission, Member, Room, RoomUnavailable
 from chat.stats import Stats
 from chat.telnet import TelnetInput
+
+if TYPE_CHECKING:
+    from chat.cluster import ClusterRoom
 
 
 def describe(address: IAddress) -> tuple[str, str]:
@@ -34,6 +38,9 @@ def describe(address: IAddress) -> tuple[str, str]:
     if host is None:
         return str(address), str(address)
     return host, f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+
+
+_T = TypeVar("_T")
 
 
 def _inputSize(line: bytes | _LineTooLong, max_line: int) -> int:
@@ -78,6 +85,7 @@ class ChatProtocol(LineReceiver):
         self._lastInput = 0.0
         self._joinTimer: IDelayedCall | None = None
         self._drainCall: IDelayedCall | None = None
+        self._waiting: Deferred[None] | None = None
         self._bucket: TokenBucket | None = None
         self._backlog: deque[bytes | _LineTooLong] = deque()
         self._backlogBytes = 0
@@ -214,19 +222,27 @@ class ChatProtocol(LineReceiver):
         if not lines:
             return
         self._lastInput = self.factory.clock.seconds()
-        if self._bucket is None:
-            for line in lines:
+        if self._bucket is None and self._waiting is None and not self._backlog:
+            for index, line in enumerate(lines):  # the fast path: nothing to wait for
                 if self._gone:
                     return
                 self._process(line)
-            return
+                if self._waiting is not None:
+                    lines = lines[index + 1 :]
+                    break
+            else:
+                return
         self._backlog.extend(lines)
         max_line = self.factory.limits.max_line
         self._backlogBytes += sum(_inputSize(line, max_line) for line in lines)
         self._drain()
 
     def _drain(self) -> None:
-        """Process backlogged lines as fast as the client's token bucket allows."""
+        """
+        Process backlogged lines in order, as fast as the client's token
+        bucket allows, and never past a command that is still waiting for
+        the room (a JOIN in a cluster).
+        """
         limits = self.factory.limits
         if self._backlogBytes > limits.max_backlog:
             self.factory.stats.limits["max_backlog"] += 1
@@ -243,19 +259,19 @@ class ChatProtocol(LineReceiver):
                 )
             )
             return
-        if self._drainCall is not None:
-            return  # already waiting for the next token
+        if self._drainCall is not None or self._waiting is not None:
+            return
         clock, bucket, backlog = self.factory.clock, self._bucket, self._backlog
-        assert bucket is not None
         while backlog and not self._gone:
-            wait = bucket.take(clock.seconds())
-            if wait:
+            if bucket is not None and (wait := bucket.take(clock.seconds())):
                 self.factory.stats.limits["rate"] += 1
                 self._drainCall = clock.callLater(wait, self._drainLater)
                 return
             line = backlog.popleft()
             self._backlogBytes -= _inputSize(line, limits.max_line)
             self._process(line)
+            if self._waiting is not None:
+                return
 
     def _drainLater(self) -> None:
         self._drainCall = None
@@ -264,8 +280,16 @@ class ChatProtocol(LineReceiver):
     def _process(self, line: bytes | _LineTooLong) -> None:
         if line is LINE_TOO_LONG:
             self.lineLengthExceeded(b"")
-        else:
-            self.lineReceived(line)
+            return
+        pending = self.lineReceived(line)
+        if pending is not None and not pending.called:
+            self._waiting = pending
+            pending.addBoth(self._resume)
+
+    def _resume(self, result: object) -> None:
+        """The command that input waited for is done: go on with the next."""
+        self._waiting = None
+        self._drain()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """Refuse the line but keep the connection: the rest is skipped."""
@@ -280,19 +304,32 @@ class ChatProtocol(LineReceiver):
             f"lines are limited to {self.factory.limits.max_line} bytes; it was discarded",
         )
 
-    def lineReceived(self, line: bytes) -> None:
+    def lineReceived(self, line: bytes) -> Deferred[None] | None:
+        """
+        Run one command.
+
+        @return: a L{Deferred} if the command waits for the room; no later
+            line is processed before it fires.
+        """
         text = decode(line)
         if not text:
-            return
+            return None
         verb, rest = split_command(text)
-        handler: Callable[[str], None] | None = getattr(self, "do_" + verb, None)
+        handler: Callable[[str], Deferred[None] | None] | None = getattr(self, "do_" + verb, None)
         self.factory.stats.commands[verb if handler else "unknown"] += 1
         if handler is None:
             self.unknownCommand(verb)
         elif self.name is None and verb not in ("JOIN", "HELP", "QUIT"):
             self.unregistered(verb)
         else:
-            handler(rest)
+            try:
+                return handler(rest)
+            except RoomUnavailable:
+                self._unavailable()
+        return None
+
+    def _unavailable(self) -> None:
+        self._error(replies.CLUSTER_UNAVAILABLE, "the cluster cannot be reached; try again soon")
 
     def unknownCommand(self, verb: str) -> None:
         if self.name is None:
@@ -311,29 +348,56 @@ class ChatProtocol(LineReceiver):
 
     # Commands
 
-    def do_JOIN(self, rest: str) -> None:
-        room = self.room
+    def do_JOIN(self, rest: str) -> Deferred[None] | None:
         if self.name is not None:
             self.log.info("{name} sent JOIN {rest!r} again; discarded", name=self.name, rest=rest)
             self._error(replies.ALREADY_REGISTERED, f"you are {self.name}; this JOIN was discarded")
-            return
+            return None
         if not rest:
             self._error(replies.USAGE, "JOIN <username>")
-            return
+            return None
         if not is_valid_name(rest):
             self._refuseJoin(rest, "invalid name", replies.INVALID_USERNAME, NAME_RULE)
-            return
-        admission = room.join(rest, self)
+            return None
+        return self._whenDecided(self.room.join(rest, self), self._joinDecided, rest)
+
+    def _whenDecided(
+        self, result: _T | Deferred[_T], then: Callable[..., None], *args: object
+    ) -> Deferred[None] | None:
+        """
+        Call C{then(result, *args)} now, or once the room has decided if it
+        answered with a L{Deferred} (a cluster room); that L{Deferred} is
+        returned so that later input waits for it.
+        """
+        if not isinstance(result, Deferred):
+            then(result, *args)
+            return None
+        return result.addCallback(self._unlessGone, then, args).addErrback(self._roomFailed)
+
+    def _unlessGone(self, result: _T, then: Callable[..., None], args: tuple[object, ...]) -> None:
+        if self._gone:  # the connection closed while the room decided
+            self._leave()
+        else:
+            then(result, *args)
+
+    def _roomFailed(self, failure: Failure) -> None:
+        if not failure.check(RoomUnavailable):
+            self.log.failure("the room failed", failure)
+        if not self._gone:
+            self._unavailable()
+
+    def _joinDecided(self, admission: Admission, name: str) -> None:
+        room = self.room
         if admission is Admission.FULL:
             self._refuseJoin(
-                rest,
+                name,
                 "server full",
                 replies.TOO_MANY_USERS,
                 f"{len(room)} of {room.capacity} users are registered; try again later",
             )
         elif admission is Admission.TAKEN:
             self._refuseJoin(
-                rest, "name taken", replies.USERNAME_TAKEN, f"{rest} is already registered"
+                name, "name taken", replies.USERNAME_TAKEN, f"{name} is already registered"
             )
         else:
             if self._joinTimer is not None and self._joinTimer.active():
@@ -341,12 +405,12 @@ class ChatProtocol(LineReceiver):
                 self._joinTimer = None
             self.log.info(
                 "{name} joined from {peer} ({count}/{capacity} users)",
-                name=rest,
+                name=name,
                 peer=self.peer,
                 count=len(room),
                 capacity=room.capacity,
             )
-            self.deliver(replies.ok("JOIN", f"{rest} {len(room)}/{room.capacity}"))
+            self.deliver(replies.ok("JOIN", f"{name} {len(room)}/{room.capacity}"))
 
     def _refuseJoin(self, name: str, why: str, reason: str, details: str) -> None:
         self.log.info(
@@ -359,18 +423,22 @@ class ChatProtocol(LineReceiver):
         )
         self._error(reason, details)
 
-    def do_LIST(self, rest: str) -> None:
-        names = self.room.names()
+    def do_LIST(self, rest: str) -> Deferred[None] | None:
+        return self._whenDecided(self.room.names(), self._listed)
+
+    def _listed(self, names: list[str]) -> None:
         self.log.info("{name} listed {count} users", name=self.name, count=len(names))
         self.deliver(b"".join(map(replies.user, names)) + replies.ok("LIST", str(len(names))))
 
-    def do_MESG(self, rest: str) -> None:
+    def do_MESG(self, rest: str) -> Deferred[None] | None:
         parts = rest.split(None, 1)
         if len(parts) < 2:
             self._error(replies.USAGE, "MESG <username> <text>")
-            return
+            return None
         to, text = parts
-        recipient = self.room.find(to)
+        return self._whenDecided(self.room.find(to), self._relay, to, text)
+
+    def _relay(self, recipient: Member | None, to: str, text: str) -> None:
         if recipient is None:
             self.log.info("{name} sent MESG to unknown recipient {to!r}", name=self.name, to=to)
             self._error(replies.UNKNOWN_RECIPIENT, f"nobody named {to} is registered")
@@ -425,10 +493,11 @@ class ChatFactory(ServerFactory):
         max_users: int = 10,
         limits: Limits | None = None,
         clock: IReactorTime | None = None,
+        room: Room | ClusterRoom | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
-        self.room = Room(max_users)
+        self.room = room if room is not None else Room(max_users)
         self.limits = limits or Limits()
         self.clock = clock
         self.stats = Stats()

@@ -48,6 +48,7 @@ UNKNOWN_RECIPIENT: Final = "Unknown Recipient"
 UNKNOWN_MESSAGE: Final = "Unknown Message"
 USAGE: Final = "Usage"
 LINE_TOO_LONG: Final = "Line Too Long"
+CLUSTER_UNAVAILABLE: Final = "Cluster Unavailable"
 
 # The fixed BYE reasons.
 TOO_MANY_CONNECTIONS: Final = "Too Many Connections"

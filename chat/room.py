@@ -22,6 +22,16 @@ class Member(Protocol):
     def deliver(self, data: bytes) -> None:
         """Queue C{data} for the user; must never raise."""
 
+    def close(self, data: bytes) -> None:
+        """Send C{data}, then close the connection."""
+
+
+class RoomUnavailable(Exception):
+    """
+    The room cannot answer now (a cluster room whose Redis is away); the
+    protocol tells the user to try again.
+    """
+
 
 class Admission(enum.Enum):
     """The outcome of L{Room.join}."""
@@ -48,7 +58,11 @@ class Room:
         return len(self._members)
 
     def join(self, name: str, member: Member) -> Admission:
-        """Register C{member} as C{name} if there is room and the name is free."""
+        """
+        Register C{member} as C{name} if there is room and the name is free.
+
+        A cluster room answers with a L{Deferred} instead; see L{chat.cluster}.
+        """
         if len(self._members) >= self.capacity:
             return Admission.FULL
         key = fold(name)

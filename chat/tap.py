@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import sys
 from types import FrameType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.application import strports
 from twisted.application.internet import TimerService
@@ -19,6 +19,9 @@ from twisted.python import usage
 
 from chat.limits import Limits
 from chat.protocol import ChatFactory
+
+if TYPE_CHECKING:
+    from chat.cluster import ClusterRoom
 
 
 def positive_int(value: str) -> int:
@@ -127,6 +130,13 @@ class Options(usage.Options):
             "Serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100).",
         ],
         ["log-format", None, "text", "Log as 'text' or 'json' (one JSON event per line)."],
+        [
+            "redis",
+            None,
+            None,
+            "Join a cluster of nodes sharing one room through Redis (redis://HOST:PORT/DB).",
+        ],
+        ["node-id", None, None, "This node's id in the cluster (default: HOST:PID)."],
     ]
 
     def __init__(self) -> None:
@@ -144,6 +154,10 @@ class Options(usage.Options):
             self["port"] = ["tcp:8001"]
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError("--log-format must be 'text' or 'json'")
+        if self["redis"] and not self["redis"].startswith("redis://"):
+            raise usage.UsageError("--redis takes a URL: redis://HOST:PORT/DB")
+        if self["node-id"] and not self["node-id"].isprintable() or " " in (self["node-id"] or ""):
+            raise usage.UsageError("--node-id must be printable and without spaces")
         self["limits"] = Limits(
             max_line=self["max-line"],
             max_outbound=self["max-outbound"],
@@ -168,10 +182,13 @@ class ChatService(MultiService):
 
     log = Logger()
 
-    def __init__(self, factory: ChatFactory, json_log: bool = False) -> None:
+    def __init__(
+        self, factory: ChatFactory, json_log: bool = False, cluster: ClusterRoom | None = None
+    ) -> None:
         super().__init__()
         self.factory = factory
         self.json_log = json_log
+        self.cluster = cluster
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd creates the application, adds this service, and only then
@@ -184,6 +201,8 @@ class ChatService(MultiService):
     def startService(self) -> None:
         from twisted.internet import reactor
 
+        if self.cluster is not None:
+            self.cluster.startService()
         super().startService()
         reactor.callWhenRunning(self._handleSignals)
 
@@ -204,13 +223,23 @@ class ChatService(MultiService):
     def stopService(self) -> Deferred[None]:
         stopped = super().stopService()
         stopped.addCallback(lambda _: self.factory.closeAll())
+        if self.cluster is not None:
+            stopped.addCallback(lambda _: self.cluster.stopService())
         return stopped
 
 
 def makeService(config: Options) -> IService:
+    from twisted.internet import reactor
+
     limits: Limits = config["limits"]
-    factory = ChatFactory(max_users=config["max-users"], limits=limits)
-    service = ChatService(factory, json_log=config["log-format"] == "json")
+    cluster = None
+    if config["redis"]:
+        from chat.cluster import ClusterRoom, default_node_id
+
+        node = config["node-id"] or default_node_id()
+        cluster = ClusterRoom(config["max-users"], config["redis"], node, reactor)
+    factory = ChatFactory(max_users=config["max-users"], limits=limits, room=cluster)
+    service = ChatService(factory, json_log=config["log-format"] == "json", cluster=cluster)
     for description in config["port"]:
         strports.service(description, factory).setServiceParent(service)
     if limits.idle_timeout:

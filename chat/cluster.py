@@ -1,0 +1,433 @@
+# -*- test-case-name: tests.test_cluster -*-
+"""
+One room served by several nodes, shared through Redis.
+
+Redis holds the registry (hash C{chat:users}: folded name -> C{"node name"}),
+changed only by Lua scripts, so the capacity and uniqueness checks and the
+change are one atomic step however many nodes JOIN at once. Every change
+bumps C{chat:version} and is published on C{chat:events}; each node keeps a
+replica of the registry from a snapshot plus those events, so LIST and the
+recipient lookup of MESG never wait for Redis.
+
+Messages travel as the bytes of the line the recipient will read: a MESG to
+a user on another node is published on that node's channel, a BCST once on
+C{chat:bcst} for every other node to fan out to its own users.
+
+Each node holds a lease (C{chat:node:ID:alive}, renewed every second, expiring
+after L{LEASE} seconds); every node sweeps the registry of users whose node's
+lease has expired, so a node killed with SIGKILL leaves no ghosts. After
+Redis comes back, each node re-asserts its live users.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Final
+from urllib.parse import urlparse
+
+import txredisapi
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chat import replies
+from chat.commands import fold
+from chat.room import Admission, Member, RoomUnavailable
+
+LEASE: Final = 5.0
+HEARTBEAT: Final = 1.0
+COMMAND_TIMEOUT: Final = 3.0
+
+USERS: Final = "chat:users"
+NODES: Final = "chat:nodes"
+VERSION: Final = "chat:version"
+EVENTS: Final = "chat:events"
+BROADCASTS: Final = "chat:bcst"
+NODE_PREFIX: Final = "chat:node:"
+
+# KEYS: users, version, node's user set. ARGV: node, folded, display, capacity.
+JOIN: Final = f"""
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then return 'full' end
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 'taken' end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. ' ' .. ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[2])
+local v = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', '{EVENTS}', v .. ' join ' .. ARGV[1] .. ' ' .. ARGV[3])
+return 'joined'
+"""
+
+# KEYS: users, version, node's user set. ARGV: node, folded.
+LEAVE: Final = f"""
+redis.call('SREM', KEYS[3], ARGV[2])
+local held = redis.call('HGET', KEYS[1], ARGV[2])
+if not held or string.sub(held, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[2])
+local v = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', '{EVENTS}', v .. ' leave ' .. held)
+return 1
+"""
+
+# KEYS: users, nodes, version. Removes the users of nodes whose lease expired.
+SWEEP: Final = f"""
+local removed = 0
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('EXISTS', '{NODE_PREFIX}' .. node .. ':alive') == 0 then
+    local set = '{NODE_PREFIX}' .. node .. ':users'
+    for _, folded in ipairs(redis.call('SMEMBERS', set)) do
+      local held = redis.call('HGET', KEYS[1], folded)
+      if held and string.sub(held, 1, #node + 1) == node .. ' ' then
+        redis.call('HDEL', KEYS[1], folded)
+        local v = redis.call('INCR', KEYS[3])
+        redis.call('PUBLISH', '{EVENTS}', v .. ' leave ' .. held)
+        removed = removed + 1
+      end
+    end
+    redis.call('DEL', set)
+    redis.call('SREM', KEYS[2], node)
+  end
+end
+return removed
+"""
+
+# KEYS: users, nodes, version, node's user set, node's lease.
+# ARGV: node, lease in ms, then folded name and display name of each live user.
+# Makes the registry hold exactly this node's live users; returns the names
+# that another node took meanwhile.
+REASSERT: Final = f"""
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
+local live, lost = {{}}, {{}}
+for i = 3, #ARGV, 2 do live[ARGV[i]] = true end
+for _, folded in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  if not live[folded] then
+    redis.call('SREM', KEYS[4], folded)
+    local held = redis.call('HGET', KEYS[1], folded)
+    if held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+      redis.call('HDEL', KEYS[1], folded)
+      local v = redis.call('INCR', KEYS[3])
+      redis.call('PUBLISH', '{EVENTS}', v .. ' leave ' .. held)
+    end
+  end
+end
+for i = 3, #ARGV, 2 do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if not held then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[1] .. ' ' .. ARGV[i + 1])
+    redis.call('SADD', KEYS[4], ARGV[i])
+    local v = redis.call('INCR', KEYS[3])
+    redis.call('PUBLISH', '{EVENTS}', v .. ' join ' .. ARGV[1] .. ' ' .. ARGV[i + 1])
+  elseif string.sub(held, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
+
+# KEYS: users, version. The registry and the version it is at, atomically.
+NAME_LOST: Final = replies.bye(
+    replies.USERNAME_TAKEN, "while this server was cut off, another user took your name"
+)
+
+SNAPSHOT: Final = """
+return {redis.call('GET', KEYS[2]) or '0', redis.call('HVALS', KEYS[1])}
+"""
+
+
+def default_node_id() -> str:
+    """Host name and process id: unique on a network of nodes."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Remote:
+    """A user on another node, as the protocol sees it: a name and a mailbox."""
+
+    __slots__ = ("name", "node", "room")
+
+    def __init__(self, room: ClusterRoom, node: str, name: str) -> None:
+        self.room = room
+        self.node = node
+        self.name: str | None = name
+
+    def deliver(self, data: bytes) -> None:
+        self.room.publish(f"{NODE_PREFIX}{self.node}", f"{fold(str(self.name))}\n" + data.decode())
+
+
+class _Subscriber(txredisapi.SubscriberProtocol):
+    """The pub/sub connection: (re)subscribes and resynchronises on connect."""
+
+    room: ClusterRoom
+
+    def connectionMade(self) -> Deferred[None]:
+        connected = super().connectionMade()
+        connected.addCallback(lambda _: self.room.subscribed(self))
+        return connected
+
+    def connectionLost(self, why: object) -> None:
+        self.room.unsubscribed()
+        super().connectionLost(why)
+
+    def messageReceived(self, pattern: str | None, channel: str, message: str) -> None:
+        self.room.received(channel, message)
+
+
+class ClusterRoom(Service):
+    """
+    The room interface of L{chat.room.Room}, backed by Redis.
+
+    While Redis is away, what needs the cluster raises L{RoomUnavailable}
+    (the protocol answers C{ERR Cluster Unavailable}): JOIN, LIST, BCST and
+    MESG to a user on another node. MESG between users of this node, HELP and
+    QUIT keep working.
+
+    @ivar node: this node's id.
+    @ivar available: whether Redis is connected and the replica is current.
+    """
+
+    log = Logger()
+
+    def __init__(self, capacity: int, url: str, node: str, clock: IReactorTime) -> None:
+        if " " in node or "\n" in node:
+            raise ValueError("a node id has no spaces or line breaks")
+        parsed = urlparse(url)
+        if parsed.scheme != "redis":
+            raise ValueError(f"not a redis:// URL: {url}")
+        self.capacity = capacity
+        self.node = node
+        self.clock = clock
+        self.available = False
+        self._host = parsed.hostname or "localhost"
+        self._port = parsed.port or 6379
+        self._db = int(parsed.path.lstrip("/") or 0)
+        self._local: dict[str, Member] = {}
+        self._replica: dict[str, tuple[str, str]] = {}  # folded -> (node, name)
+        self._version = 0
+        self._buffered: list[str] | None = None  # events that arrive mid-sync
+        self._pending: set[Deferred[object]] = set()
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = clock
+        self._keys = f"{NODE_PREFIX}{node}:users", f"{NODE_PREFIX}{node}:alive"
+
+    # Service
+
+    def startService(self) -> None:
+        from twisted.internet import reactor
+
+        super().startService()
+        endpoint = HostnameEndpoint(reactor, self._host, self._port, timeout=COMMAND_TIMEOUT)
+        commands = txredisapi.RedisFactory(f"{self._host}:{self._port}", self._db, 1, isLazy=True)
+        subscriber = txredisapi.SubscriberFactory(isLazy=True)
+        subscriber.protocol = type("Subscriber", (_Subscriber,), {"room": self})
+        for factory in (commands, subscriber):
+            factory.initialDelay, factory.maxDelay = 0.2, 2.0
+            factory.startConnecting(endpoint)
+        self._commands, self._subscriber = commands, subscriber
+        self._redis = commands.handler
+        self._heartbeat.start(HEARTBEAT, now=False)
+
+    @inlineCallbacks
+    def stopService(self) -> Deferred[None]:
+        """Wait for the last leaves, give up the lease, disconnect."""
+        super().stopService()
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        yield DeferredList(list(self._pending))
+        if self.available:
+            try:
+                yield self._call(self._redis.delete(self._keys[1]))
+                yield self._call(self._redis.eval(SWEEP, [USERS, NODES, VERSION]))
+            except RoomUnavailable:
+                pass
+        yield self._commands.disconnect()
+        yield self._subscriber.disconnect()
+
+    # Redis plumbing
+
+    def _call(self, command: Deferred[object]) -> Deferred[object]:
+        """Bound a Redis command in time; any failure becomes L{RoomUnavailable}."""
+
+        def unavailable(failure: Failure) -> None:
+            raise RoomUnavailable(str(failure.value))
+
+        command.addTimeout(COMMAND_TIMEOUT, self.clock)
+        return command.addErrback(unavailable)
+
+    def _background(self, command: Deferred[object], what: str) -> None:
+        """Run a command whose result nobody waits for; log if it fails."""
+        self._pending.add(command)
+
+        def done(result: object) -> None:
+            self._pending.discard(command)
+            if isinstance(result, Failure):
+                self.log.warn("redis: {what} failed: {why}", what=what, why=result.value)
+
+        self._call(command).addBoth(done)
+
+    def publish(self, channel: str, message: str) -> None:
+        if not self.available:
+            raise RoomUnavailable("Redis is not connected")
+        self._background(self._redis.publish(channel, message), "publish")
+
+    def _beat(self) -> Deferred[None] | None:
+        if not self.available:
+            return None
+        renew = self._redis.set(self._keys[1], "1", pexpire=int(LEASE * 1000))
+        self._background(renew, "lease renewal")
+        self._background(self._redis.eval(SWEEP, [USERS, NODES, VERSION]), "sweep")
+        return None
+
+    # Subscriber events
+
+    @inlineCallbacks
+    def subscribed(self, subscriber: _Subscriber) -> Deferred[None]:
+        """(Re)connected: subscribe, re-assert our users, load the registry."""
+        self._buffered = []
+        try:
+            yield subscriber.subscribe([EVENTS, BROADCASTS, f"{NODE_PREFIX}{self.node}"])
+            live = [item for key, m in self._local.items() for item in (key, str(m.name))]
+            lost = yield self._call(
+                self._redis.eval(
+                    REASSERT,
+                    [USERS, NODES, VERSION, *self._keys],
+                    [self.node, int(LEASE * 1000), *live],
+                )
+            )
+            version, held = yield self._call(self._redis.eval(SNAPSHOT, [USERS, VERSION]))
+        except (RoomUnavailable, txredisapi.RedisError) as error:  # lost again: retried
+            self.log.warn("redis: could not resynchronise: {why}", why=error)
+            subscriber.transport.loseConnection()
+            return
+        self._replica = {}
+        for entry in held:
+            node, name = entry.split(" ", 1)
+            self._replica[fold(name)] = (node, name)
+        self._version = int(version)
+        buffered, self._buffered = self._buffered, None
+        for event in buffered:
+            self._event(event)
+        self.available = True
+        self.log.info(
+            "redis: node {node} in sync at version {version}, {count} users",
+            node=self.node,
+            version=self._version,
+            count=len(self._replica),
+        )
+        for folded in lost or ():
+            member = self._local.pop(folded, None)
+            if member is not None:
+                self.log.warn("redis: {name} was taken on another node meanwhile", name=folded)
+                member.close(NAME_LOST)
+
+    def unsubscribed(self) -> None:
+        if self.available:
+            self.log.warn("redis: connection lost; cluster commands unavailable")
+        self.available = False
+        self._buffered = None
+
+    def received(self, channel: str, message: str) -> None:
+        if channel == EVENTS:
+            if self._buffered is not None:
+                self._buffered.append(message)
+            else:
+                self._event(message)
+        elif channel == BROADCASTS:
+            origin, line = message.split("\n", 1)
+            if origin != self.node:
+                data = line.encode()
+                for member in list(self._local.values()):
+                    member.deliver(data)
+        else:  # this node's channel: a private message
+            folded, line = message.split("\n", 1)
+            member = self._local.get(folded)
+            if member is not None:
+                member.deliver(line.encode())
+
+    def _event(self, event: str) -> None:
+        version, kind, node, name = event.split(" ", 3)
+        if int(version) <= self._version:
+            return  # already in the snapshot
+        self._version = int(version)
+        if kind == "join":
+            self._replica[fold(name)] = (node, name)
+        elif self._replica.get(fold(name), (None,))[0] == node:
+            del self._replica[fold(name)]
+
+    # The room interface
+
+    def __len__(self) -> int:
+        return len(self._replica)
+
+    def join(self, name: str, member: Member) -> Deferred[Admission]:
+        if not self.available:
+            raise RoomUnavailable("Redis is not connected")
+        key = fold(name)
+        joined = self._call(
+            self._redis.eval(
+                JOIN, [USERS, VERSION, self._keys[0]], [self.node, key, name, self.capacity]
+            )
+        )
+
+        def admitted(outcome: str) -> Admission:
+            admission = Admission(outcome)
+            if admission is Admission.JOINED:
+                self._local[key] = member
+                self._replica[key] = (self.node, name)
+                member.name = name
+            return admission
+
+        return joined.addCallback(admitted)
+
+    def leave(self, member: Member) -> bool:
+        if member.name is None or self._local.get(fold(member.name)) is not member:
+            return False
+        key = fold(member.name)
+        del self._local[key]
+        if self._replica.get(key, (None,))[0] == self.node:
+            del self._replica[key]
+        if self.available:  # else the re-assertion after reconnecting removes it
+            leave = self._redis.eval(LEAVE, [USERS, VERSION, self._keys[0]], [self.node, key])
+            self._background(leave, "leave")
+        return True
+
+    def find(self, name: str) -> Member | _Remote | None | Deferred[_Remote | None]:
+        """
+        The recipient of a MESG: from the replica when it knows the name;
+        otherwise Redis is asked, so that a user who has just joined on
+        another node is found even before its event arrives here.
+        """
+        key = fold(name)
+        local = self._local.get(key)
+        if local is not None:
+            return local
+        if not self.available:
+            raise RoomUnavailable("Redis is not connected")
+        held = self._replica.get(key)
+        if held is not None:
+            return _Remote(self, *held)
+
+        def found(entry: str | None) -> _Remote | None:
+            return None if entry is None else _Remote(self, *entry.split(" ", 1))
+
+        return self._call(self._redis.hget(USERS, key)).addCallback(found)
+
+    def names(self) -> Deferred[list[str]]:
+        """Every registered name, read from Redis itself: exact, never stale."""
+        if not self.available:
+            raise RoomUnavailable("Redis is not connected")
+        listed = self._call(self._redis.hvals(USERS))
+        return listed.addCallback(lambda held: [entry.split(" ", 1)[1] for entry in held])
+
+    def broadcast(self, data: bytes, sender: Member) -> int:
+        remote = len(self._replica) - len(self._local)
+        if remote:
+            self.publish(BROADCASTS, f"{self.node}\n" + data.decode())
+        elif not self.available:
+            raise RoomUnavailable("Redis is not connected")
+        recipients = [m for m in self._local.values() if m is not sender]
+        for member in recipients:
+            member.deliver(data)
+        return len(recipients) + max(remote, 0)
