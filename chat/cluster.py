@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 
 from chat import replies
 from chat.commands import fold
-from chat.room import Admission, Member, RoomUnavailable
+from chat.room import Admission, Delivery, Member, RoomUnavailable
 
 LEASE: Final = 5.0
 HEARTBEAT: Final = 1.0
@@ -129,10 +129,6 @@ return lost
 """
 
 # KEYS: users, version. The registry and the version it is at, atomically.
-NAME_LOST: Final = replies.bye(
-    replies.USERNAME_TAKEN, "while this server was cut off, another user took your name"
-)
-
 SNAPSHOT: Final = """
 return {redis.call('GET', KEYS[2]) or '0', redis.call('HVALS', KEYS[1])}
 """
@@ -147,14 +143,16 @@ class _Remote:
     """A user on another node, as the protocol sees it: a name and a mailbox."""
 
     __slots__ = ("name", "node", "room")
+    away = False
 
     def __init__(self, room: ClusterRoom, node: str, name: str) -> None:
         self.room = room
         self.node = node
         self.name: str | None = name
 
-    def deliver(self, data: bytes) -> None:
+    def deliver(self, data: bytes) -> Delivery:
         self.room.publish(f"{NODE_PREFIX}{self.node}", f"{fold(str(self.name))}\n" + data.decode())
+        return Delivery.SENT
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):
@@ -320,7 +318,10 @@ class ClusterRoom(Service):
             member = self._local.pop(folded, None)
             if member is not None:
                 self.log.warn("redis: {name} was taken on another node meanwhile", name=folded)
-                member.close(NAME_LOST)
+                member.bye(
+                    replies.USERNAME_TAKEN,
+                    "while this server was cut off, another user took your name",
+                )
 
     def unsubscribed(self) -> None:
         if self.available:
@@ -414,20 +415,40 @@ class ClusterRoom(Service):
 
         return self._call(self._redis.hget(USERS, key)).addCallback(found)
 
-    def names(self) -> Deferred[list[str]]:
-        """Every registered name, read from Redis itself: exact, never stale."""
+    def names(self) -> Deferred[list[tuple[str, bool]]]:
+        """
+        Every registered name, read from Redis itself: exact, never stale.
+        Only this node knows which of its own users are away.
+        """
         if not self.available:
             raise RoomUnavailable("Redis is not connected")
-        listed = self._call(self._redis.hvals(USERS))
-        return listed.addCallback(lambda held: [entry.split(" ", 1)[1] for entry in held])
 
-    def broadcast(self, data: bytes, sender: Member) -> int:
+        def listed(held: list[str]) -> list[tuple[str, bool]]:
+            names = []
+            for entry in held:
+                node, name = entry.split(" ", 1)
+                local = self._local.get(fold(name)) if node == self.node else None
+                names.append((name, local is not None and local.away))
+            return names
+
+        return self._call(self._redis.hvals(USERS)).addCallback(listed)
+
+    def replace(self, old: Member, new: Member) -> None:
+        """Put C{new} in C{old}'s place (away and back); Redis is unchanged."""
+        new.name = old.name
+        self._local[fold(str(old.name))] = new
+
+    def broadcast(self, data: bytes, sender: Member) -> tuple[int, int]:
         remote = len(self._replica) - len(self._local)
         if remote:
             self.publish(BROADCASTS, f"{self.node}\n" + data.decode())
         elif not self.available:
             raise RoomUnavailable("Redis is not connected")
-        recipients = [m for m in self._local.values() if m is not sender]
-        for member in recipients:
-            member.deliver(data)
-        return len(recipients) + max(remote, 0)
+        reached = max(remote, 0)
+        held = 0
+        for member in [m for m in self._local.values() if m is not sender]:
+            outcome = member.deliver(data)
+            if outcome is not Delivery.DROPPED:
+                reached += 1
+                held += outcome is Delivery.HELD
+        return reached, held

@@ -51,6 +51,14 @@ def is_valid_name(name: str) -> bool:
     return _NAME.fullmatch(name) is not None
 
 
+# After lower-casing: i, l and 1 look alike, and so do o and 0.
+_LOOKALIKES: Final = str.maketrans("i10", "llo")
+
+
 def fold(name: str) -> str:
-    """The registry key of a name: names are unique ignoring case."""
-    return name.lower()
+    """
+    The registry key of a name. Names are unique ignoring case and the
+    common look-alikes (C{l}/C{1}/C{I}, C{O}/C{0}), so nobody can register
+    C{A1ice} next to C{alice}.
+    """
+    return name.lower().translate(_LOOKALIKES)

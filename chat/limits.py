@@ -26,6 +26,9 @@ class Limits:
     @ivar rate: lines per second a client may send once its burst is spent.
     @ivar burst: lines a client may send at once.
     @ivar max_backlog: bytes of delayed, unprocessed input a client may have.
+    @ivar grace: seconds a dropped user's name and messages are kept for a
+        resume (0: the name is freed at once).
+    @ivar max_held: messages kept for a user during the grace period.
     """
 
     max_line: int = 4096
@@ -37,6 +40,8 @@ class Limits:
     rate: float = 10.0
     burst: int = 20
     max_backlog: int = 64 * 1024
+    grace: float = 60.0
+    max_held: int = 100
 
 
 class TokenBucket:
@@ -55,6 +60,10 @@ class TokenBucket:
         self._tokens = float(burst)
         self._last = now
 
+    def available(self, now: float) -> float:
+        """The lines that may be sent at once at C{now}."""
+        return min(self.burst, self._tokens + (now - self._last) * self.rate)
+
     def take(self, now: float) -> float:
         """
         Spend one token if there is one.
@@ -62,7 +71,7 @@ class TokenBucket:
         @return: 0 if the line may be processed now, else the seconds to wait
             before asking again.
         """
-        tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        tokens = self.available(now)
         self._last = now
         if tokens >= 1:
             self._tokens = tokens - 1

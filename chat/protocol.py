@@ -21,7 +21,8 @@ from chat import replies
 from chat.commands import NAME_RULE, decode, is_valid_name, split_command
 from chat.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
 from chat.limits import Limits, PeerCount, TokenBucket
-from chat.room import Admission, Member, Room, RoomUnavailable
+from chat.room import Admission, Delivery, Member, Room, RoomUnavailable
+from chat.session import AwaySession, is_token, new_token
 from chat.stats import Stats
 from chat.telnet import TelnetInput
 
@@ -69,6 +70,7 @@ class ChatProtocol(LineReceiver):
 
     log = Logger()
     delimiter = replies.CRLF
+    away = False
 
     def __init__(self, factory: ChatFactory, host: str, peer: str) -> None:
         self.factory = factory
@@ -76,6 +78,9 @@ class ChatProtocol(LineReceiver):
         self.host = host
         self.peer = peer
         self.name: str | None = None
+        self.token: str | None = None
+        self.format: replies.Format = replies.HUMAN
+        self._connectedAt = 0.0
         self._telnet = TelnetInput()
         self._lines = LineSplitter(factory.limits.max_line)
         self._blocked = False
@@ -98,7 +103,7 @@ class ChatProtocol(LineReceiver):
         if refusal is not None:
             factory.stats.limits["max_connections"] += 1
             self.log.info("refused connection from {peer}: {why}", peer=self.peer, why=refusal)
-            self.transport.write(replies.bye(replies.TOO_MANY_CONNECTIONS, refusal))
+            self.transport.write(replies.HUMAN.bye(replies.TOO_MANY_CONNECTIONS, refusal))
             self._gone = True
             self.transport.loseConnection()
             return
@@ -106,7 +111,7 @@ class ChatProtocol(LineReceiver):
         self.transport.registerProducer(self, True)
         factory.connections.add(self)
         clock = factory.clock
-        self._lastInput = clock.seconds()
+        self._lastInput = self._connectedAt = clock.seconds()
         if limits.rate:
             self._bucket = TokenBucket(limits.rate, limits.burst, self._lastInput)
         if limits.join_timeout:
@@ -124,17 +129,49 @@ class ChatProtocol(LineReceiver):
         for call in (self._joinTimer, self._drainCall):
             if call is not None and call.active():
                 call.cancel()
-        name = self.name
-        if name is not None and self.room.leave(self):
-            self.name = None
+        if self.name is not None:
+            self._goAway()
+        self.factory.connectionClosed()
+
+    def _goAway(self) -> None:
+        """
+        The connection dropped without QUIT: keep the name and the messages
+        for a resume during the grace period, or free the name at once.
+        """
+        name, room, limits = str(self.name), self.room, self.factory.limits
+        if not limits.grace:
+            if self._leave() is not None:
+                self.log.info(
+                    "{name} dropped the connection from {peer} ({count}/{capacity} users)",
+                    name=name,
+                    peer=self.peer,
+                    count=len(room),
+                    capacity=room.capacity,
+                )
+            return
+        clock = self.factory.clock
+        away = AwaySession(name, str(self.token), limits.max_held, clock.seconds() + limits.grace)
+        room.replace(self, away)
+        self.name = None
+        away.timer = clock.callLater(limits.grace, self._graceEnded, away)
+        self.log.info(
+            "{name} dropped the connection from {peer}; name held for {grace}s",
+            name=name,
+            peer=self.peer,
+            grace=limits.grace,
+        )
+
+    def _graceEnded(self, away: AwaySession) -> None:
+        away.timer = None
+        if self.room.leave(away):
             self.log.info(
-                "{name} dropped the connection from {peer} ({count}/{capacity} users)",
-                name=name,
-                peer=self.peer,
-                count=len(self.room),
+                "{name} did not come back: name free, {count} held messages dropped "
+                "({users}/{capacity} users)",
+                name=away.name,
+                count=len(away.held) + away.dropped,
+                users=len(self.room),
                 capacity=self.room.capacity,
             )
-        self.factory.connectionClosed()
 
     def close(self, data: bytes = b"") -> None:
         """Send C{data}, then close once everything queued has been sent."""
@@ -146,6 +183,10 @@ class ChatProtocol(LineReceiver):
         # A transport with a registered producer waits for it before closing.
         self.transport.unregisterProducer()
         self.transport.loseConnection()
+
+    def bye(self, reason: str, details: str, *fields: object) -> None:
+        """Tell the client why its connection is closed, then close it."""
+        self.close(self.format.bye(reason, details, *fields))
 
     def _leave(self) -> str | None:
         """Leave the room now, so the name is free at once; return the name."""
@@ -160,7 +201,7 @@ class ChatProtocol(LineReceiver):
         timeout = self.factory.limits.join_timeout
         self.factory.stats.limits["join_timeout"] += 1
         self.log.info("closing {peer}: no JOIN within {timeout}s", peer=self.peer, timeout=timeout)
-        self.close(replies.bye(replies.JOIN_TIMEOUT, f"no JOIN within {timeout:g} seconds"))
+        self.bye(replies.JOIN_TIMEOUT, f"no JOIN within {timeout:g} seconds", timeout)
 
     def _idleTimedOut(self) -> None:
         timeout = self.factory.limits.idle_timeout
@@ -168,7 +209,7 @@ class ChatProtocol(LineReceiver):
         self.log.info(
             "closing {name}: idle for {timeout}s", name=self.name or self.peer, timeout=timeout
         )
-        self.close(replies.bye(replies.IDLE_TIMEOUT, f"nothing sent for {timeout:g} seconds"))
+        self.bye(replies.IDLE_TIMEOUT, f"nothing sent for {timeout:g} seconds", timeout)
 
     def checkIdle(self, now: float) -> None:
         """Close the connection if the user sent nothing for the idle timeout."""
@@ -177,16 +218,17 @@ class ChatProtocol(LineReceiver):
 
     # Output and flow control
 
-    def deliver(self, data: bytes) -> None:
+    def deliver(self, data: bytes) -> Delivery:
         """Queue C{data} for this client, dropping it if it stopped reading."""
         if self._gone:
-            return
+            return Delivery.DROPPED
         if self._blocked:
             self._queuedWhileBlocked += len(data)
             if self._queuedWhileBlocked > self.factory.limits.max_outbound:
                 self._dropSlowConsumer()
-                return
+                return Delivery.DROPPED
         self.transport.write(data)
+        return Delivery.DELIVERED
 
     def pauseProducing(self) -> None:
         # The transport calls this again on every write while its buffer is
@@ -251,12 +293,12 @@ class ChatProtocol(LineReceiver):
                 who=self.name or self.peer,
                 limit=limits.max_backlog,
             )
-            self.close(
-                replies.bye(
-                    replies.FLOODING,
-                    f"more than {limits.max_backlog} bytes of commands waiting; "
-                    f"send at most {limits.rate:g} lines per second",
-                )
+            self.bye(
+                replies.FLOODING,
+                f"more than {limits.max_backlog} bytes of commands waiting; "
+                f"send at most {limits.rate:g} lines per second",
+                limits.max_backlog,
+                limits.rate,
             )
             return
         if self._drainCall is not None or self._waiting is not None:
@@ -319,7 +361,7 @@ class ChatProtocol(LineReceiver):
         self.factory.stats.commands[verb if handler else "unknown"] += 1
         if handler is None:
             self.unknownCommand(verb)
-        elif self.name is None and verb not in ("JOIN", "HELP", "QUIT"):
+        elif self.name is None and verb not in ("JOIN", "HELP", "QUIT", "MODE"):
             self.unregistered(verb)
         else:
             try:
@@ -342,24 +384,85 @@ class ChatProtocol(LineReceiver):
         self.log.info("unregistered {peer} sent {verb!r}", peer=self.peer, verb=verb)
         self._error(replies.UNREGISTERED_USER, replies.HOW_TO_JOIN)
 
-    def _error(self, reason: str, details: str) -> None:
+    def _error(self, reason: str, details: str, *fields: object) -> None:
         self.factory.stats.errors[reason] += 1
-        self.deliver(replies.error(reason, details))
+        self.deliver(self.format.error(reason, details, *fields))
 
     # Commands
 
     def do_JOIN(self, rest: str) -> Deferred[None] | None:
         if self.name is not None:
             self.log.info("{name} sent JOIN {rest!r} again; discarded", name=self.name, rest=rest)
-            self._error(replies.ALREADY_REGISTERED, f"you are {self.name}; this JOIN was discarded")
+            self._error(
+                replies.ALREADY_REGISTERED,
+                f"you are {self.name}; this JOIN was discarded",
+                self.name,
+            )
             return None
-        if not rest:
-            self._error(replies.USAGE, "JOIN <username>")
+        args = rest.split()
+        if not 1 <= len(args) <= 2:
+            self._error(replies.USAGE, "JOIN <username> [<resume token>]")
             return None
-        if not is_valid_name(rest):
+        name, token = args[0], args[1] if len(args) == 2 else None
+        if not is_valid_name(name) or (token is not None and not is_token(token)):
+            # "JOIN Bob Smith" is a name with a space, not a resume.
             self._refuseJoin(rest, "invalid name", replies.INVALID_USERNAME, NAME_RULE)
             return None
-        return self._whenDecided(self.room.join(rest, self), self._joinDecided, rest)
+        held = self.room.find(name)
+        if isinstance(held, AwaySession):
+            if token is not None and held.matches(token):
+                self._resume(held)
+            elif token is not None:
+                self._refuseJoin(
+                    name,
+                    "wrong resume token",
+                    replies.INVALID_TOKEN,
+                    f"that is not the resume token of {held.name}",
+                )
+            else:
+                self._refuseTaken(name, held)
+            return None
+        if token is not None and held is None:
+            self._refuseJoin(
+                name,
+                "nothing to resume",
+                replies.INVALID_TOKEN,
+                f"no dropped session of {name} is waiting; JOIN {name} to start anew",
+            )
+            return None
+        return self._whenDecided(self.room.join(name, self), self._joinDecided, name)
+
+    def _resume(self, away: AwaySession) -> None:
+        """Take the name back from an away session and replay what it held."""
+        if away.timer is not None and away.timer.active():
+            away.timer.cancel()
+        self.room.replace(away, self)
+        self.token = away.token
+        self._joined()
+        replayed, dropped = len(away.held), away.dropped
+        room = self.room
+        self.log.info(
+            "{name} resumed from {peer}: {replayed} held messages replayed, {dropped} dropped",
+            name=self.name,
+            peer=self.peer,
+            replayed=replayed,
+            dropped=dropped,
+        )
+        self.deliver(
+            b"".join(away.held)
+            + self.format.ok(
+                "JOIN",
+                f"{self.name} {len(room)}/{room.capacity} (resume token: {self.token}) resumed: "
+                f"{replayed} held messages replayed, {dropped} older ones dropped",
+                self.name,
+                len(room),
+                room.capacity,
+                self.token,
+                "resumed",
+                replayed,
+                dropped,
+            )
+        )
 
     def _whenDecided(
         self, result: _T | Deferred[_T], then: Callable[..., None], *args: object
@@ -394,15 +497,14 @@ class ChatProtocol(LineReceiver):
                 "server full",
                 replies.TOO_MANY_USERS,
                 f"{len(room)} of {room.capacity} users are registered; try again later",
+                len(room),
+                room.capacity,
             )
         elif admission is Admission.TAKEN:
-            self._refuseJoin(
-                name, "name taken", replies.USERNAME_TAKEN, f"{name} is already registered"
-            )
+            self._refuseTaken(name, self.room.find(name))
         else:
-            if self._joinTimer is not None and self._joinTimer.active():
-                self._joinTimer.cancel()
-                self._joinTimer = None
+            self.token = new_token()
+            self._joined()
             self.log.info(
                 "{name} joined from {peer} ({count}/{capacity} users)",
                 name=name,
@@ -410,9 +512,41 @@ class ChatProtocol(LineReceiver):
                 count=len(room),
                 capacity=room.capacity,
             )
-            self.deliver(replies.ok("JOIN", f"{name} {len(room)}/{room.capacity}"))
+            self.deliver(
+                self.format.ok(
+                    "JOIN",
+                    f"{name} {len(room)}/{room.capacity} (resume token: {self.token})",
+                    name,
+                    len(room),
+                    room.capacity,
+                    self.token,
+                )
+            )
 
-    def _refuseJoin(self, name: str, why: str, reason: str, details: str) -> None:
+    def _joined(self) -> None:
+        if self._joinTimer is not None and self._joinTimer.active():
+            self._joinTimer.cancel()
+            self._joinTimer = None
+
+    def _refuseTaken(self, name: str, holder: object) -> None:
+        if isinstance(holder, AwaySession):
+            left = max(0, round(holder.expires - self.factory.clock.seconds()))
+            self._refuseJoin(
+                name,
+                "name held for a resume",
+                replies.USERNAME_TAKEN,
+                f"{holder.name} is held for a user who lost the connection, "
+                f"for {left} more seconds",
+                holder.name,
+                "away",
+                left,
+            )
+        else:
+            self._refuseJoin(
+                name, "name taken", replies.USERNAME_TAKEN, f"{name} is already registered", name
+            )
+
+    def _refuseJoin(self, name: str, why: str, reason: str, details: str, *fields: object) -> None:
         self.log.info(
             "refused JOIN {name!r} from {peer}: {why} ({count}/{capacity} users)",
             name=name,
@@ -421,14 +555,18 @@ class ChatProtocol(LineReceiver):
             count=len(self.room),
             capacity=self.room.capacity,
         )
-        self._error(reason, details)
+        self._error(reason, details, *fields)
 
     def do_LIST(self, rest: str) -> Deferred[None] | None:
         return self._whenDecided(self.room.names(), self._listed)
 
-    def _listed(self, names: list[str]) -> None:
+    def _listed(self, names: list[tuple[str, bool]]) -> None:
         self.log.info("{name} listed {count} users", name=self.name, count=len(names))
-        self.deliver(b"".join(map(replies.user, names)) + replies.ok("LIST", str(len(names))))
+        user = self.format.user
+        self.deliver(
+            b"".join(user(name, away) for name, away in names)
+            + self.format.ok("LIST", str(len(names)), len(names))
+        )
 
     def do_MESG(self, rest: str) -> Deferred[None] | None:
         parts = rest.split(None, 1)
@@ -441,24 +579,102 @@ class ChatProtocol(LineReceiver):
     def _relay(self, recipient: Member | None, to: str, text: str) -> None:
         if recipient is None:
             self.log.info("{name} sent MESG to unknown recipient {to!r}", name=self.name, to=to)
-            self._error(replies.UNKNOWN_RECIPIENT, f"nobody named {to} is registered")
+            self._error(replies.UNKNOWN_RECIPIENT, f"nobody named {to} is registered", to)
             return
-        recipient.deliver(replies.relayed("MESG", str(self.name), text))
+        outcome = recipient.deliver(replies.relayed("MESG", str(self.name), text))
+        name = str(recipient.name)
+        self.log.info(
+            "MESG {name} -> {to}: {outcome}", name=self.name, to=name, outcome=outcome.value
+        )
+        if outcome is Delivery.DROPPED:
+            self._error(
+                replies.MESSAGE_DROPPED,
+                f"{name} stopped reading and was disconnected; it was not delivered",
+                name,
+            )
+            return
         self.factory.stats.relayed["mesg"] += 1
-        self.log.info("MESG {name} -> {to}", name=self.name, to=recipient.name)
-        self.deliver(replies.ok("MESG", str(recipient.name)))
+        if outcome is Delivery.HELD:
+            details = f"{name} held: {name} lost the connection and gets it on resuming"
+        else:
+            details = f"{name} {outcome.value}"
+        self.deliver(self.format.ok("MESG", details, name, outcome.value))
 
     def do_BCST(self, rest: str) -> None:
         if not rest:
             self._error(replies.USAGE, "BCST <text>")
             return
-        count = self.room.broadcast(replies.relayed("BCST", str(self.name), rest), self)
-        self.factory.stats.relayed["bcst"] += count
-        self.log.info("BCST from {name} reached {count} users", name=self.name, count=count)
-        self.deliver(replies.ok("BCST", str(count)))
+        reached, held = self.room.broadcast(replies.relayed("BCST", str(self.name), rest), self)
+        self.factory.stats.relayed["bcst"] += reached
+        self.log.info("BCST from {name} reached {count} users", name=self.name, count=reached)
+        details = f"{reached}" + (f" ({held} of them away, held for them)" if held else "")
+        self.deliver(self.format.ok("BCST", details, reached, held))
 
     def do_HELP(self, rest: str) -> None:
-        self.deliver(b"".join(map(replies.info, replies.HELP_TEXT)) + replies.ok("HELP", "-"))
+        self.deliver(b"".join(map(replies.info, replies.HELP_TEXT)) + self.format.ok("HELP", "-"))
+
+    def do_MODE(self, rest: str) -> None:
+        mode = rest.upper()
+        if mode not in ("MACHINE", "HUMAN"):
+            self._error(replies.USAGE, "MODE MACHINE | MODE HUMAN")
+            return
+        self.format = replies.MACHINE if mode == "MACHINE" else replies.HUMAN
+        self.deliver(
+            self.format.ok(
+                "MODE",
+                f"{mode}: version {replies.MACHINE_VERSION} of the machine format",
+                mode,
+                replies.MACHINE_VERSION,
+            )
+        )
+
+    def do_STATUS(self, rest: str) -> None:
+        factory, room, limits = self.factory, self.room, self.factory.limits
+        now = factory.clock.seconds()
+        status = self.format.status
+        lines = [
+            status("User", f"{self.name}, from {self.peer}", self.name, self.peer),
+            status("Users", f"{len(room)} of {room.capacity}", len(room), room.capacity),
+            status(
+                "Connected",
+                f"{now - self._connectedAt:.0f} seconds",
+                round(now - self._connectedAt),
+            ),
+            status("Uptime", f"{now - factory.started:.0f} seconds", round(now - factory.started)),
+        ]
+        if self._bucket is not None:
+            budget = self._bucket.available(now)
+            lines.append(
+                status(
+                    "Rate",
+                    f"{budget:.1f} of {limits.burst} lines left, {limits.rate:g} more per second",
+                    f"{budget:.1f}",
+                    limits.burst,
+                    f"{limits.rate:g}",
+                )
+            )
+        else:
+            lines.append(status("Rate", "no limit", "off"))
+        queued = self._queuedWhileBlocked if self._blocked else 0
+        lines.append(
+            status(
+                "Outbound",
+                f"{'blocked' if self._blocked else 'flowing'}, {queued} bytes queued past the "
+                f"buffer, dropped past {limits.max_outbound}",
+                "blocked" if self._blocked else "flowing",
+                queued,
+                limits.max_outbound,
+            )
+        )
+        lines.append(
+            status(
+                "Input",
+                f"{self._backlogBytes} bytes waiting, disconnected past {limits.max_backlog}",
+                self._backlogBytes,
+                limits.max_backlog,
+            )
+        )
+        self.deliver(b"".join(lines) + self.format.ok("STATUS", "-"))
 
     def do_QUIT(self, rest: str) -> None:
         name = self._leave()
@@ -471,7 +687,7 @@ class ChatProtocol(LineReceiver):
             )
         else:
             self.log.info("unregistered {peer} quit", peer=self.peer)
-        self.close(replies.ok("QUIT", "Bye"))
+        self.close(self.format.ok("QUIT", "Bye"))
 
 
 class ChatFactory(ServerFactory):
@@ -500,6 +716,7 @@ class ChatFactory(ServerFactory):
         self.room = room if room is not None else Room(max_users)
         self.limits = limits or Limits()
         self.clock = clock
+        self.started = clock.seconds()
         self.stats = Stats()
         self.peers = PeerCount()
         self.connections: set[ChatProtocol] = set()
@@ -528,7 +745,7 @@ class ChatFactory(ServerFactory):
         abort = self.clock.callLater(self.shutdown_grace, self._abortAll)
         allClosed.addCallback(lambda _: abort.cancel() if abort.active() else None)
         for connection in list(self.connections):
-            connection.close(replies.SHUTDOWN)
+            connection.bye(replies.SHUTTING_DOWN, "the server is shutting down; goodbye")
         return allClosed
 
     def _abortAll(self) -> None:

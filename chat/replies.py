@@ -31,9 +31,12 @@ CRLF: Final = b"\r\n"
 
 HELP_TEXT: Final = (
     "JOIN <username>         register; " + NAME_RULE,
+    "JOIN <username> <token> take your name back after a dropped connection",
     "LIST                    list the registered users",
     "MESG <username> <text>  send a private message",
     "BCST <text>             send a message to everyone else",
+    "STATUS                  your limits and usage, and the server's",
+    "MODE MACHINE|HUMAN      switch to the strict format for programs, or back",
     "HELP                    show this help",
     "QUIT                    leave and close the connection",
 )
@@ -49,6 +52,8 @@ UNKNOWN_MESSAGE: Final = "Unknown Message"
 USAGE: Final = "Usage"
 LINE_TOO_LONG: Final = "Line Too Long"
 CLUSTER_UNAVAILABLE: Final = "Cluster Unavailable"
+INVALID_TOKEN: Final = "Invalid Token"
+MESSAGE_DROPPED: Final = "Message Dropped"
 
 # The fixed BYE reasons.
 TOO_MANY_CONNECTIONS: Final = "Too Many Connections"
@@ -67,29 +72,71 @@ def info(text: str) -> bytes:
     return line("INFO " + text)
 
 
-def ok(verb: str, details: str) -> bytes:
-    return line(f"OK {verb} {details}")
-
-
-def error(reason: str, details: str) -> bytes:
-    return line(f"ERR {reason}: {details}")
-
-
-def bye(reason: str, details: str) -> bytes:
-    return line(f"BYE {reason}: {details}")
-
-
-def user(name: str) -> bytes:
-    return line("USER " + name)
-
-
 def relayed(verb: str, sender: str, text: str) -> bytes:
-    """A user's message as its recipients see it (C{verb}: MESG or BCST)."""
+    """
+    A user's message as its recipients see it (C{verb}: MESG or BCST). The
+    same in both formats, so a broadcast is encoded once for everyone.
+    """
     return line(f"{verb} {sender}: {text}")
 
+
+def code(reason: str) -> str:
+    """The machine form of a reason: C{Too Many Users} -> C{TOO_MANY_USERS}."""
+    return reason.upper().replace(" ", "_")
+
+
+class Format:
+    """
+    How the replies to one connection's own commands are written.
+
+    The human format reads as sentences after a fixed tag; the machine
+    format (C{MODE MACHINE}, version L{MACHINE_VERSION}) has only
+    space-separated fields, and reasons as codes. Relayed messages and
+    C{INFO} lines are the same in both.
+    """
+
+    machine = False
+
+    def ok(self, verb: str, human: str, *fields: object) -> bytes:
+        return line(f"OK {verb} {human}")
+
+    def error(self, reason: str, details: str, *fields: object) -> bytes:
+        return line(f"ERR {reason}: {details}")
+
+    def bye(self, reason: str, details: str, *fields: object) -> bytes:
+        return line(f"BYE {reason}: {details}")
+
+    def user(self, name: str, away: bool) -> bytes:
+        return line(f"USER {name} (away)" if away else f"USER {name}")
+
+    def status(self, key: str, human: str, *fields: object) -> bytes:
+        return info(f"{key}: {human}")
+
+
+class MachineFormat(Format):
+    machine = True
+
+    def ok(self, verb: str, human: str, *fields: object) -> bytes:
+        return line(" ".join(("OK", verb, *map(str, fields))))
+
+    def error(self, reason: str, details: str, *fields: object) -> bytes:
+        return line(" ".join(("ERR", code(reason), *map(str, fields))))
+
+    def bye(self, reason: str, details: str, *fields: object) -> bytes:
+        return line(" ".join(("BYE", code(reason), *map(str, fields))))
+
+    def user(self, name: str, away: bool) -> bytes:
+        return line(f"USER {name} {'away' if away else 'here'}")
+
+    def status(self, key: str, human: str, *fields: object) -> bytes:
+        return line(" ".join(("STAT", key.lower().replace(" ", "_"), *map(str, fields))))
+
+
+MACHINE_VERSION: Final = 1
+HUMAN: Final = Format()
+MACHINE: Final = MachineFormat()
 
 GREETING: Final = info("Welcome to chat. Register with: JOIN <username>") + info(
     "Usernames are " + NAME_RULE + ". Type HELP for the commands."
 )
 HOW_TO_JOIN: Final = "register first with JOIN <username>; HELP lists the commands"
-SHUTDOWN: Final = bye(SHUTTING_DOWN, "the server is shutting down; goodbye")

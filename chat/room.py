@@ -14,16 +14,26 @@ from typing import Protocol
 from chat.commands import fold
 
 
+class Delivery(enum.Enum):
+    """What became of a message handed to a member: the sender's receipt."""
+
+    DELIVERED = "delivered"  # queued on the recipient's connection
+    HELD = "held"  # kept for a user whose connection dropped (grace period)
+    SENT = "sent"  # handed to the node of a user on another node
+    DROPPED = "dropped"  # the recipient was just disconnected for not reading
+
+
 class Member(Protocol):
-    """What the room needs of a connection: a display name and a mailbox."""
+    """What the room needs of a user: a display name and a mailbox."""
 
     name: str | None
+    away: bool
 
-    def deliver(self, data: bytes) -> None:
+    def deliver(self, data: bytes) -> Delivery:
         """Queue C{data} for the user; must never raise."""
 
-    def close(self, data: bytes) -> None:
-        """Send C{data}, then close the connection."""
+    def bye(self, reason: str, details: str) -> None:
+        """Tell the user why the server closes their connection, and close it."""
 
 
 class RoomUnavailable(Exception):
@@ -87,17 +97,29 @@ class Room:
         """The member registered as C{name}, in any case, or C{None}."""
         return self._members.get(fold(name))
 
-    def names(self) -> list[str]:
-        """Registered names as they were registered, in order of joining."""
-        return [member.name for member in self._members.values() if member.name]
+    def replace(self, old: Member, new: Member) -> None:
+        """Put C{new} in C{old}'s place under the same name (away and back)."""
+        new.name = old.name
+        self._members[fold(str(old.name))] = new
 
-    def broadcast(self, data: bytes, sender: Member) -> int:
+    def names(self) -> list[tuple[str, bool]]:
+        """
+        Registered names as they were registered, in order of joining, each
+        with whether the user is away.
+        """
+        return [(str(member.name), member.away) for member in self._members.values()]
+
+    def broadcast(self, data: bytes, sender: Member) -> tuple[int, int]:
         """
         Deliver the same bytes to every member but C{sender}.
 
-        @return: how many members it was delivered to.
+        @return: C{(reached, held)}: how many members it reached, and how
+            many of those hold it until they are back.
         """
-        recipients = [m for m in self._members.values() if m is not sender]
-        for member in recipients:
-            member.deliver(data)
-        return len(recipients)
+        reached = held = 0
+        for member in [m for m in self._members.values() if m is not sender]:
+            outcome = member.deliver(data)
+            if outcome is not Delivery.DROPPED:
+                reached += 1
+                held += outcome is Delivery.HELD
+        return reached, held

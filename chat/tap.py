@@ -124,10 +124,30 @@ class Options(usage.Options):
             positive_int,
         ],
         [
+            "grace",
+            None,
+            defaults.grace,
+            "Seconds a dropped user's name and messages are kept for a resume.",
+            limit,
+        ],
+        [
+            "max-held",
+            None,
+            defaults.max_held,
+            "Messages kept for a dropped user during the grace period.",
+            positive_int,
+        ],
+        [
             "metrics",
             None,
             None,
             "Serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100).",
+        ],
+        [
+            "web",
+            None,
+            None,
+            "Serve the browser client (and its WebSocket at /ws) on this endpoint (e.g. 8080).",
         ],
         ["log-format", None, "text", "Log as 'text' or 'json' (one JSON event per line)."],
         [
@@ -168,6 +188,8 @@ class Options(usage.Options):
             rate=self["rate-limit"],
             burst=self["rate-burst"],
             max_backlog=self["max-backlog"],
+            grace=self["grace"],
+            max_held=self["max-held"],
         )
 
 
@@ -248,4 +270,8 @@ def makeService(config: Options) -> IService:
         from chat.metrics import metrics_service
 
         metrics_service(endpoint_description(config["metrics"]), factory).setServiceParent(service)
+    if config["web"]:
+        from chat.web import web_service
+
+        web_service(endpoint_description(config["web"]), factory).setServiceParent(service)
     return service

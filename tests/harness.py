@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from twisted.internet.address import IPv4Address
@@ -16,6 +17,9 @@ GREETING = [
 ]
 
 
+TOKEN = re.compile(r"\(resume token: ([\w-]{12})\)")
+
+
 class Client:
     """One simulated connection: bytes in with L{send}, lines out with L{lines}."""
 
@@ -24,6 +28,7 @@ class Client:
         self.transport = StringTransportWithDisconnection()
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
+        self.token: str | None = None
 
     def send(self, data: bytes | str) -> list[str]:
         """Send raw bytes (a str gets CRLF) and return the lines written back."""
@@ -33,10 +38,19 @@ class Client:
         return self.lines()
 
     def lines(self) -> list[str]:
+        """
+        The lines written since the last call. A resume token is random: it
+        is kept in L{token} and shown as C{T} in the lines.
+        """
         out = self.transport.value()
         self.transport.clear()
         assert out == b"" or out.endswith(b"\r\n"), out
-        return out.decode("utf-8").split("\r\n")[:-1]
+        lines = out.decode("utf-8").split("\r\n")[:-1]
+        for i, line in enumerate(lines):
+            if match := TOKEN.search(line):
+                self.token = match.group(1)
+                lines[i] = line.replace(self.token, "T")
+        return lines
 
     @property
     def closed(self) -> bool:

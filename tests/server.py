@@ -35,8 +35,10 @@ IO_TIMEOUT = 5.0
 """How long any single expectation may wait: generous, yet a hang fails fast."""
 
 CRLF = b"\r\n"
+RESUME_TOKEN = re.compile(r" \(resume token: ([\w-]{12})\)")
 SHUTDOWN_LINE = "BYE Shutting Down: the server is shutting down; goodbye"
 
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _PORT_LINE = re.compile(rb"ChatFactory starting on (\d+)")
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -73,8 +75,7 @@ def _die_with_parent() -> None:
     In the child, before exec: ask Linux to SIGKILL it if pytest dies, so a
     killed test run cannot leave servers behind (prctl PR_SET_PDEATHSIG).
     """
-    PR_SET_PDEATHSIG = 1  # noqa: N806 - the name from <sys/prctl.h>
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def server_environment() -> dict[str, str]:
@@ -114,7 +115,8 @@ class ChatServer:
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            # The test process runs no threads, where preexec_fn is unsafe.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         self.pid = self.process.pid
         self.port = self._wait_for_port()
@@ -219,6 +221,7 @@ class Client:
         self.buffer = b""
         self.eof = False
         self.name: str | None = None
+        self.token: str | None = None
         if greeting:
             self.expect_line("INFO Welcome")
             self.expect_line("INFO Usernames")
@@ -262,7 +265,12 @@ class Client:
             if self.eof or not self.fill(deadline):
                 raise EOFError(f"connection closed; unfinished data: {self.buffer!r}")
         raw, self.buffer = self.buffer.split(CRLF, 1)
-        return raw.decode("utf-8")
+        line = raw.decode("utf-8")
+        if match := RESUME_TOKEN.search(line):
+            # Random in every run: kept in .token, cut from the line.
+            self.token = match.group(1)
+            line = line.replace(match.group(0), "")
+        return line
 
     def expect_line(self, prefix: str) -> str:
         """The next line, asserting that it starts with C{prefix}."""

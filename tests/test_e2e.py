@@ -196,8 +196,9 @@ def test_unregistered_quit(server: ChatServer) -> None:
     Client(server.port).quit()
 
 
-def test_close_frees_the_name(server: ChatServer) -> None:
-    """A client that just closes its socket (FIN) is unregistered."""
+def test_close_frees_the_name(start_server: StartServer) -> None:
+    """Without a grace period, a client that closes its socket (FIN) is unregistered."""
+    server = start_server("--grace", "0")
     alice, observer = Client(server.port), Client(server.port)
     alice.join("alice")
     observer.join("observer")
@@ -207,8 +208,9 @@ def test_close_frees_the_name(server: ChatServer) -> None:
     server.wait_for_log("alice dropped the connection from 127.0.0.1:")
 
 
-def test_reset_frees_the_name(server: ChatServer) -> None:
-    """A client that resets its connection (RST) is unregistered."""
+def test_reset_frees_the_name(start_server: StartServer) -> None:
+    """Without a grace period, a client that resets its connection (RST) is unregistered."""
+    server = start_server("--grace", "0")
     alice, observer = Client(server.port), Client(server.port)
     alice.join("alice")
     observer.join("observer")
@@ -245,7 +247,9 @@ def test_many_connections_while_chatting(start_server: StartServer) -> None:
     alice_lines = [alice.read_line() for _ in range(20)]
     bob_lines = [bob.read_line() for _ in range(20)]
     rounds = range(0, 200, 20)
-    assert [line for line in alice_lines if line.startswith("OK ")] == ["OK MESG bob"] * 10
+    assert [line for line in alice_lines if line.startswith("OK ")] == [
+        "OK MESG bob delivered"
+    ] * 10
     assert [line for line in alice_lines if not line.startswith("OK ")] == [
         f"BCST bob: crowd {number}" for number in rounds
     ]
@@ -261,7 +265,7 @@ def test_many_connections_while_chatting(start_server: StartServer) -> None:
     alice.send(b"".join(b"MESG bob in order %d\r\n" % n for n in range(300)))
     for number in range(300):
         assert bob.read_line() == f"MESG alice: in order {number}"
-    assert [alice.read_line() for _ in range(300)] == ["OK MESG bob"] * 300
+    assert [alice.read_line() for _ in range(300)] == ["OK MESG bob delivered"] * 300
     assert alice.list_names() == ["alice", "bob"]
     for guest in crowd:
         guest.close()
@@ -384,7 +388,7 @@ def test_pipelining(start_server: StartServer) -> None:
         kind = number % 5
         if kind == 0:
             commands.append(f"MESG bob m{number}")
-            expected.append("OK MESG bob")
+            expected.append("OK MESG bob delivered")
         elif kind == 1:
             commands.append(f"BCST b{number}")
             expected.append("OK BCST 1")
@@ -406,7 +410,7 @@ def test_pipelining(start_server: StartServer) -> None:
     carol = Client(server.port)
     carol.send(b"JOIN carol\r\nMESG alice hi\r\nQUIT\r\nMESG alice too late\r\n")
     assert carol.read_line().startswith("OK JOIN carol ")
-    assert carol.read_line() == "OK MESG alice"
+    assert carol.read_line() == "OK MESG alice delivered"
     assert carol.read_line() == "OK QUIT Bye"
     carol.expect_eof()
     assert alice.read_line() == "MESG carol: hi"
@@ -457,7 +461,7 @@ def test_line_endings(server: ChatServer) -> None:
             "USER crnul",
             "OK LIST 4",
         ]
-        assert clients[name].read_line() == "OK MESG observer"
+        assert clients[name].read_line() == "OK MESG observer delivered"
         assert observer.read_line() == f"MESG {name}: from {name}"
     # Mixed endings in one segment, with a CR NUL split across two writes.
     clients["crlf"].send(b"BCST a\nBCST b\r\nBCST c\r")
@@ -513,7 +517,7 @@ def test_slow_consumer_is_dropped(start_server: StartServer) -> None:
                     assert line.startswith(f"BCST carol: {alice_got} "), line
                     alice_got += 1
                 else:
-                    assert line == "OK MESG bob", line
+                    assert line == "OK MESG bob delivered", line
             for line in take_lines(bob):
                 if line.startswith("BCST carol: "):
                     assert line.startswith(f"BCST carol: {bob_got} "), line

@@ -180,7 +180,7 @@ def test_flooder_is_disconnected_and_others_are_served(
     assert not flooder.closed
     clock.advance(0.5)
     calm.lines()  # the flooder's broadcasts so far
-    assert calm.send("MESG friend hello") == ["OK MESG friend"]
+    assert calm.send("MESG friend hello") == ["OK MESG friend delivered"]
     assert friend.lines()[-1] == "MESG calm: hello"
     assert flooder.send(flood * 40)[-1].startswith(
         "BYE Flooding: more than 4096 bytes of commands waiting"

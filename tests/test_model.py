@@ -1,27 +1,36 @@
 """
 Property-based tests: random interleavings of commands from several clients,
-checked line by line against a simple model of the room.
+dropped connections, resumes and the passing of time, checked line by line
+against a simple model of the room.
 
-Invariants: the capacity is never exceeded, names are unique ignoring case,
-BCST never reaches its sender, each MESG reaches the named live recipient
-exactly once, and the registry is exactly the set of live registered
-connections.
+Invariants: the capacity is never exceeded, names are unique (ignoring case
+and look-alikes), BCST never reaches its sender, each MESG reaches the named
+recipient exactly once (live, or held and replayed in order on resume), and
+the registry is exactly the live registered connections plus the users in
+their grace period.
 """
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from twisted.internet.task import Clock
 
+from chat.commands import fold
 from chat.limits import Limits
 from chat.protocol import ChatFactory
+from chat.session import AwaySession
 from harness import GREETING, Client
 
 CAPACITY = 3
-CLIENTS = 5
-names = st.sampled_from(["ann", "Ann", "bob", "BOB", "cy", "dee", "x!"])
+CLIENTS = 4
+GRACE = 10.0
+HELD = 3
+names = st.sampled_from(["ann", "Ann", "a1", "al", "bob", "x!"])
 texts = (
     st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")), min_size=1)
     .map(str.strip)
@@ -29,14 +38,26 @@ texts = (
 )
 
 
+@dataclass
+class User:
+    """The model of one registered name."""
+
+    name: str
+    client: int | None  # None: away, in the grace period
+    token: str
+    held: list[str] = field(default_factory=list)
+    dropped: int = 0
+    expires: float = 0.0
+
+
 class Room(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.factory = ChatFactory(
-            max_users=CAPACITY, limits=Limits(rate=0, join_timeout=0), clock=Clock()
-        )
+        self.clock = Clock()
+        limits = Limits(rate=0, join_timeout=0, grace=GRACE, max_held=HELD)
+        self.factory = ChatFactory(max_users=CAPACITY, limits=limits, clock=self.clock)
         self.clients: list[Client | None] = [None] * CLIENTS
-        self.names: list[str | None] = [None] * CLIENTS  # the model
+        self.users: dict[str, User] = {}  # the model, by folded name
         self.port = 0
 
     def client(self, i: int) -> Client:
@@ -44,82 +65,127 @@ class Room(RuleBasedStateMachine):
         if client is None or client.closed:
             self.port += 1
             client = self.clients[i] = Client(self.factory, self.port)
-            self.names[i] = None
             assert client.lines() == GREETING
         return client
 
-    def registered(self) -> dict[str, int]:
-        return {name.lower(): i for i, name in enumerate(self.names) if name is not None}
+    def user_of(self, i: int) -> User | None:
+        return next((u for u in self.users.values() if u.client == i), None)
 
     def expect_silence_elsewhere(self, *talking: int) -> None:
         for i, client in enumerate(self.clients):
             if client is not None and i not in talking:
                 assert client.lines() == []
 
-    @rule(i=st.integers(0, CLIENTS - 1), name=names)
-    def join(self, i: int, name: str) -> None:
+    def hold(self, user: User, line: str) -> None:
+        if len(user.held) == HELD:
+            user.held.pop(0)
+            user.dropped += 1
+        user.held.append(line)
+
+    @rule(i=st.integers(0, CLIENTS - 1), name=names, token=st.sampled_from([None, "right", "x"]))
+    def join(self, i: int, name: str, token: str | None) -> None:
         client = self.client(i)
-        reply = client.send(f"JOIN {name}")
-        taken = self.registered()
-        if self.names[i] is not None:
-            assert reply[0].startswith("ERR Already Registered")
-        elif not name.isalnum():
+        holder = self.users.get(fold(name))
+        if token == "right":
+            token = holder.token if holder is not None else "unknownToken"
+        reply = client.send(f"JOIN {name} {token}" if token else f"JOIN {name}")
+        me = self.user_of(i)
+        if me is not None:
+            assert reply == [f"ERR Already Registered: you are {me.name}; this JOIN was discarded"]
+        elif not name.isalnum() or token == "x":
             assert reply[0].startswith("ERR Invalid Username")
-        elif len(taken) >= CAPACITY:
+        elif holder is not None and holder.client is None and token:
+            if token != holder.token:
+                assert reply[0].startswith("ERR Invalid Token")
+            else:  # resume: the held lines in order, then the OK
+                assert reply == [
+                    *holder.held,
+                    (
+                        f"OK JOIN {holder.name} {len(self.users)}/{CAPACITY} (resume token: T) "
+                        f"resumed: {len(holder.held)} held messages replayed, "
+                        f"{holder.dropped} older ones dropped"
+                    ),
+                ]
+                holder.client, holder.held, holder.dropped = i, [], 0
+        elif holder is not None and holder.client is None:
+            assert reply[0].startswith(f"ERR Username Taken: {holder.name} is held for a user")
+        elif token and holder is None:
+            assert reply[0].startswith(f"ERR Invalid Token: no dropped session of {name}")
+        elif len(self.users) >= CAPACITY:
             assert reply[0].startswith("ERR Too Many Users")
-        elif name.lower() in taken:
-            assert reply[0].startswith("ERR Username Taken")
+        elif holder is not None:
+            assert reply == [f"ERR Username Taken: {name} is already registered"]
         else:
-            assert reply == [f"OK JOIN {name} {len(taken) + 1}/{CAPACITY}"]
-            self.names[i] = name
+            assert reply == [f"OK JOIN {name} {len(self.users) + 1}/{CAPACITY} (resume token: T)"]
+            self.users[fold(name)] = User(name, i, str(client.token))
         self.expect_silence_elsewhere(i)
 
     @rule(i=st.integers(0, CLIENTS - 1), to=names, text=texts)
     def mesg(self, i: int, to: str, text: str) -> None:
         reply = self.client(i).send(f"MESG {to} {text}")
-        target = self.registered().get(to.lower())
-        if self.names[i] is None:
+        me, target = self.user_of(i), self.users.get(fold(to))
+        if me is None:
             assert reply[0].startswith("ERR Unregistered User")
         elif target is None:
             assert reply[0].startswith("ERR Unknown Recipient")
         else:
-            if target == i:
-                assert reply == [f"MESG {self.names[i]}: {text}", f"OK MESG {self.names[i]}"]
+            line = f"MESG {me.name}: {text}"
+            if target.client is None:
+                assert reply == [
+                    (
+                        f"OK MESG {target.name} held: {target.name} lost the connection "
+                        "and gets it on resuming"
+                    )
+                ]
+                self.hold(target, line)
+            elif target is me:
+                assert reply == [line, f"OK MESG {me.name} delivered"]
             else:
-                assert reply == [f"OK MESG {self.names[target]}"]
-                assert self.client(target).lines() == [f"MESG {self.names[i]}: {text}"]
+                assert reply == [f"OK MESG {target.name} delivered"]
+                assert self.client(target.client).lines() == [line]
         self.expect_silence_elsewhere(i)
 
     @rule(i=st.integers(0, CLIENTS - 1), text=texts)
     def bcst(self, i: int, text: str) -> None:
         reply = self.client(i).send(f"BCST {text}")
-        if self.names[i] is None:
+        me = self.user_of(i)
+        if me is None:
             assert reply[0].startswith("ERR Unregistered User")
             self.expect_silence_elsewhere(i)
             return
-        others = [j for j in self.registered().values() if j != i]
-        assert reply == [f"OK BCST {len(others)}"]
+        line = f"BCST {me.name}: {text}"
+        others = [u for u in self.users.values() if u is not me]
+        away = [u for u in others if u.client is None]
+        held = f" ({len(away)} of them away, held for them)" if away else ""
+        assert reply == [f"OK BCST {len(others)}{held}"]
+        for user in away:
+            self.hold(user, line)
+        live = {u.client for u in others if u.client is not None}
         for j, client in enumerate(self.clients):
             if client is not None and j != i:
-                expected = [f"BCST {self.names[i]}: {text}"] if j in others else []
-                assert client.lines() == expected
+                assert client.lines() == ([line] if j in live else [])
 
     @rule(i=st.integers(0, CLIENTS - 1))
     def list(self, i: int) -> None:
         reply = self.client(i).send("LIST")
-        if self.names[i] is None:
+        if self.user_of(i) is None:
             assert reply[0].startswith("ERR Unregistered User")
         else:
-            listed = [line.removeprefix("USER ") for line in reply[:-1]]
-            assert sorted(listed) == sorted(n for n in self.names if n is not None)
-            assert reply[-1] == f"OK LIST {len(listed)}"
+            expected = [
+                f"USER {u.name}" + (" (away)" if u.client is None else "")
+                for u in self.users.values()
+            ]
+            assert sorted(reply[:-1]) == sorted(expected)
+            assert reply[-1] == f"OK LIST {len(expected)}"
 
     @rule(i=st.integers(0, CLIENTS - 1))
     def quit(self, i: int) -> None:
         client = self.client(i)
         assert client.send("QUIT") == ["OK QUIT Bye"]
         assert client.closed
-        self.names[i] = None
+        me = self.user_of(i)
+        if me is not None:
+            del self.users[fold(me.name)]
 
     @precondition(lambda self: any(c is not None and not c.closed for c in self.clients))
     @rule(data=st.data())
@@ -127,26 +193,38 @@ class Room(RuleBasedStateMachine):
         live = [i for i, c in enumerate(self.clients) if c is not None and not c.closed]
         i = data.draw(st.sampled_from(live))
         self.clients[i].transport.loseConnection()  # type: ignore[union-attr]
-        self.names[i] = None
+        me = self.user_of(i)
+        if me is not None:
+            me.client, me.expires = None, self.clock.seconds() + GRACE
+
+    @rule(seconds=st.sampled_from([1.0, 4.0, 9.0]))
+    def wait(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        now = self.clock.seconds()
+        for key, user in list(self.users.items()):
+            if user.client is None and user.expires <= now:
+                del self.users[key]
+        self.expect_silence_elsewhere()
 
     @invariant()
-    def registry_is_the_live_registered_connections(self) -> None:
+    def registry_matches_the_model(self) -> None:
         room = self.factory.room
-        assert len(room) <= CAPACITY
-        live = {
-            name: self.clients[i].protocol  # type: ignore[union-attr]
-            for name, i in self.registered().items()
-        }
-        assert {name.lower() for name in room.names()} == set(live)
-        for name, protocol in live.items():
-            assert room.find(name) is protocol
+        assert len(room) == len(self.users) <= CAPACITY
+        for user in self.users.values():
+            member = room.find(user.name)
+            if user.client is None:
+                assert isinstance(member, AwaySession)
+                assert [line.decode().rstrip("\r\n") for line in member.held] == user.held
+            else:
+                assert member is self.clients[user.client].protocol  # type: ignore[union-attr]
+        assert {fold(name) for name, _ in room.names()} == set(self.users)
         assert len(self.factory.connections) == sum(
             c is not None and not c.closed for c in self.clients
         )
 
 
 TestRoom = Room.TestCase
-TestRoom.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestRoom.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
 
 
 @settings(max_examples=300, deadline=None)
@@ -159,8 +237,13 @@ def test_arbitrary_bytes_never_break_the_server(chunks: list[bytes]) -> None:
     fuzzer = Client(factory, 2)
     for chunk in chunks:
         fuzzer.protocol.dataReceived(chunk)
-    for line in fuzzer.lines() + witness.lines():
-        assert line.split(" ", 1)[0] in {"INFO", "OK", "ERR", "USER", "MESG", "BCST", "BYE"}
+    raw = fuzzer.transport.value()
+    fuzzer.transport.clear()
+    negotiation = re.compile(rb"\xff[\xfb-\xfe][\x00-\xff]")  # our refusals: WONT/DONT x
+    text = negotiation.sub(b"", raw).decode()
+    assert text == "" or text.endswith("\r\n")
+    for line in text.split("\r\n")[:-1] + witness.lines():
+        assert line.split(" ", 1)[0] in {"INFO", "OK", "ERR", "USER", "MESG", "BCST", "BYE", "STAT"}
         assert not any(ord(c) < 0x20 and c != "\t" for c in line)
     if not fuzzer.closed:
         assert witness.send("LIST")[-1].startswith("OK LIST")

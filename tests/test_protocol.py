@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from dataclasses import replace
+
 import pytest
 from twisted.internet.address import IPv6Address
 from twisted.internet.task import Clock
@@ -55,13 +57,13 @@ def logs() -> Iterator[Sequence[LogEvent]]:
 
 def test_join_and_count(connect) -> None:
     a = connect()
-    assert a.send("JOIN alice") == ["OK JOIN alice 1/3"]
-    assert connect().send("join Bob") == ["OK JOIN Bob 2/3"]
+    assert a.send("JOIN alice") == ["OK JOIN alice 1/3 (resume token: T)"]
+    assert connect().send("join Bob") == ["OK JOIN Bob 2/3 (resume token: T)"]
 
 
 def test_commands_are_case_insensitive(connect) -> None:
     a = connect()
-    assert a.send("jOiN alice") == ["OK JOIN alice 1/3"]
+    assert a.send("jOiN alice") == ["OK JOIN alice 1/3 (resume token: T)"]
     assert a.send("list") == ["USER alice", "OK LIST 1"]
     assert a.send("Help")[-1] == "OK HELP -"
     assert a.send("qUiT") == ["OK QUIT Bye"]
@@ -85,7 +87,7 @@ def test_a_seat_freed_by_quit_can_be_taken(connect) -> None:
     late = connect()
     assert late.send("JOIN d")[0].startswith("ERR Too Many Users")
     a.send("QUIT")
-    assert late.send("JOIN d") == ["OK JOIN d 3/3"]
+    assert late.send("JOIN d") == ["OK JOIN d 3/3 (resume token: T)"]
 
 
 def test_second_join_is_discarded(connect, logs) -> None:
@@ -95,7 +97,7 @@ def test_second_join_is_discarded(connect, logs) -> None:
     assert logged(logs, "discarded")
 
 
-@pytest.mark.parametrize("name", ["bob!", "a" * 33, "b\u00f8b", "two words", "-"])
+@pytest.mark.parametrize("name", ["bob!", "a" * 33, "b\u00f8b", "-", "t\u0131m"])
 def test_invalid_names_are_refused_with_the_rule(connect, name: str) -> None:
     assert connect().send(f"JOIN {name}") == [
         "ERR Invalid Username: 1 to 32 ASCII letters and digits"
@@ -108,7 +110,8 @@ def test_names_are_unique_ignoring_case(connect) -> None:
 
 
 def test_missing_arguments_get_usage(connect) -> None:
-    assert connect().send("JOIN") == ["ERR Usage: JOIN <username>"]
+    assert connect().send("JOIN") == ["ERR Usage: JOIN <username> [<resume token>]"]
+    assert connect().send("JOIN three word name") == ["ERR Usage: JOIN <username> [<resume token>]"]
     a = connect("a")
     assert a.send("MESG") == ["ERR Usage: MESG <username> <text>"]
     assert a.send("MESG a") == ["ERR Usage: MESG <username> <text>"]
@@ -132,6 +135,8 @@ def test_help_before_join(connect) -> None:
     assert lines[-1] == "OK HELP -"
     assert all(line.startswith("INFO ") for line in lines[:-1])
     assert {line.split()[1] for line in lines[:-1]} == {
+        "STATUS",
+        "MODE",
         "JOIN",
         "LIST",
         "MESG",
@@ -153,7 +158,7 @@ def test_unregistered_quit_closes(connect, logs) -> None:
 
 def test_mesg_reaches_the_recipient_and_answers_the_sender(connect, logs) -> None:
     a, b = connect("alice"), connect("Bob")
-    assert a.send("MESG bob  hello   there ") == ["OK MESG Bob"]
+    assert a.send("MESG bob  hello   there ") == ["OK MESG Bob delivered"]
     assert b.lines() == ["MESG alice: hello   there"]
     assert logged(logs, "MESG alice -> Bob")
 
@@ -212,7 +217,7 @@ def test_empty_lines_are_ignored(connect) -> None:
 def test_lf_crlf_and_cr_nul_line_ends(connect) -> None:
     a = connect()
     assert a.send(b"JOIN a\nLIST\r\nLIST\r\x00") == [
-        "OK JOIN a 1/3",
+        "OK JOIN a 1/3 (resume token: T)",
         "USER a",
         "OK LIST 1",
         "USER a",
@@ -223,7 +228,11 @@ def test_lf_crlf_and_cr_nul_line_ends(connect) -> None:
 def test_pipelined_commands_are_answered_in_order(connect) -> None:
     a, b = connect(), connect("b")
     replies = a.send(b"JOIN a\r\n" + b"".join(b"MESG b %d\r\n" % i for i in range(20)) + b"LIST\n")
-    assert replies == ["OK JOIN a 2/3"] + ["OK MESG b"] * 20 + ["USER b", "USER a", "OK LIST 2"]
+    assert replies == ["OK JOIN a 2/3 (resume token: T)"] + ["OK MESG b delivered"] * 20 + [
+        "USER b",
+        "USER a",
+        "OK LIST 2",
+    ]
     assert b.lines() == [f"MESG a: {i}" for i in range(20)]
 
 
@@ -231,14 +240,14 @@ def test_one_byte_segments(connect) -> None:
     a, b = connect(), connect("b")
     for byte in b"JOIN a\r\nMESG b split\r\n":
         a.protocol.dataReceived(bytes([byte]))
-    assert a.lines() == ["OK JOIN a 2/3", "OK MESG b"]
+    assert a.lines() == ["OK JOIN a 2/3 (resume token: T)", "OK MESG b delivered"]
     assert b.lines() == ["MESG a: split"]
 
 
 def test_telnet_commands_are_removed_and_negotiation_refused(connect) -> None:
     a = connect()
     a.protocol.dataReceived(b"JO\xff\xf4\xff\xfd\x06IN a\xff\xfa\x1f\x00\x50\xff\xf0\r\n")
-    assert a.transport.value() == b"\xff\xfc\x06OK JOIN a 1/3\r\n"
+    assert a.transport.value().startswith(b"\xff\xfc\x06OK JOIN a 1/3 (resume token: ")
 
 
 def test_overlong_line_is_refused_and_connection_kept(connect, logs) -> None:
@@ -261,7 +270,7 @@ def test_quit_closes_and_frees_the_name(connect, logs) -> None:
     assert a.send("QUIT") == ["OK QUIT Bye"]
     assert a.closed
     assert b.send("LIST") == ["USER b", "OK LIST 1"]
-    assert connect().send("JOIN ALICE") == ["OK JOIN ALICE 2/3"]
+    assert connect().send("JOIN ALICE") == ["OK JOIN ALICE 2/3 (resume token: T)"]
     assert logged(logs, "alice quit")
 
 
@@ -271,7 +280,8 @@ def test_nothing_is_served_after_quit_in_the_same_read(connect) -> None:
     assert b.lines() == []
 
 
-def test_dropped_connection_frees_the_name(connect, factory, logs) -> None:
+def test_dropped_connection_frees_the_name_without_grace(connect, factory, logs) -> None:
+    factory.limits = replace(factory.limits, grace=0)
     a, b = connect("alice"), connect("b")
     a.transport.loseConnection()
     assert b.send("MESG alice hi")[0].startswith("ERR Unknown Recipient")

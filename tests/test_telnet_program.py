@@ -70,15 +70,15 @@ def test_two_telnet_sessions_chat(
     bob = open_telnet()
 
     alice.sendline("JOIN alice")
-    alice.expect(r"OK JOIN alice 1/10\r\n")
+    alice.expect(r"OK JOIN alice 1/10 \(resume token: [\w-]{12}\)\r\n")
     bob.sendline("join Bob")
-    bob.expect(r"OK JOIN Bob 2/10\r\n")
+    bob.expect(r"OK JOIN Bob 2/10 \(resume token: [\w-]{12}\)\r\n")
 
     alice.sendline("MESG bob hello from telnet")
-    alice.expect_exact("OK MESG Bob\r\n")
+    alice.expect_exact("OK MESG Bob delivered\r\n")
     bob.expect_exact("MESG alice: hello from telnet\r\n")
     bob.sendline("MESG alice hi alice")
-    bob.expect_exact("OK MESG alice\r\n")
+    bob.expect_exact("OK MESG alice delivered\r\n")
     alice.expect_exact("MESG Bob: hi alice\r\n")
 
     bob.sendline("BCST everyone")

@@ -1,0 +1,242 @@
+# -*- test-case-name: tests.test_web -*-
+"""
+The WebSocket side of the browser client: a WebSocket connection is one more
+transport under the unchanged L{ChatProtocol}.
+
+L{ChatWebSocketProtocol} (autobahn) does the WebSocket handshake and framing;
+once the connection is open it builds a L{ChatProtocol} with the chat
+factory and connects it to a L{WebSocketTransport}, which implements what
+C{ChatProtocol} uses of a transport. So the chat rules, the limits and the
+counters are the ones every telnet connection has, with no second copy:
+
+  - each WebSocket text message from the client is one command line,
+    without its line ending (one trailing CRLF, LF or CR is tolerated);
+  - each line the server sends is one WebSocket text message, without its
+    CRLF, so a browser gets exactly the lines of the reply grammar;
+  - flow control is the telnet one: C{ChatProtocol} registers itself as the
+    producer of the underlying TCP (or TLS) transport, which pauses it when
+    64 KiB are waiting, and a client that stops reading is dropped after
+    C{max_outbound} more bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chat import replies
+from chat.protocol import ChatFactory, ChatProtocol
+
+BINARY_REFUSED = "commands are WebSocket text messages; binary messages are not read"
+LINE_BREAK_REFUSED = "one command per message: a line break inside a message is not allowed"
+ORIGIN_REFUSED = "WebSocket connections are only accepted from this server's own page"
+
+log = Logger()
+"""Ours: C{ChatWebSocketProtocol.log} is autobahn's (txaio), with its own levels."""
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """
+    Whether a WebSocket handshake may proceed: its C{Origin} names the site
+    this server is reached at (the C{Host} header), or it has no C{Origin}.
+
+    Browsers send C{Origin} with every WebSocket handshake and scripts cannot
+    forge it. Without this check any web page a user visits could open a
+    connection to a chat server that user's browser can reach (on an
+    intranet, on localhost) and chat, or read the room, in their name.
+    Programs that are not browsers send no C{Origin}; they are served, as
+    they could use telnet anyway. Only the host and port are compared, not
+    the scheme, so a reverse proxy that terminates TLS and passes the
+    C{Host} header through still works. C{Origin: null} (a file, a sandboxed
+    frame) is refused.
+    """
+    if not origin:
+        return True
+    netloc = urlsplit(origin).netloc
+    return bool(netloc) and netloc.lower() == host.strip().lower()
+
+
+def without_line_end(payload: bytes) -> bytes:
+    """C{payload} without one trailing CRLF, LF or CR, which programs often add."""
+    if payload.endswith(b"\r\n"):
+        return payload[:-2]
+    if payload.endswith((b"\n", b"\r")):
+        return payload[:-1]
+    return payload
+
+
+class WebSocketTransport:
+    """
+    What L{ChatProtocol} uses of a transport, on top of one WebSocket.
+
+    Writes are split into lines and each line becomes one text message; a
+    partial line (there is none in practice: every reply ends with CRLF) is
+    kept until its end arrives. Server lines are sent with autobahn's frame
+    API (C{beginMessage}, C{sendMessageFrame}, C{endMessage}) rather than
+    C{sendMessage}: autobahn applies C{maxMessagePayloadSize} to what it
+    sends too, and a relayed line (C{MESG sender: text}) is longer than the
+    longest line a client may send.
+
+    Producer registration goes straight to the TCP (or TLS) transport under
+    the WebSocket, so C{pauseProducing} and C{resumeProducing} reach the
+    chat protocol exactly as on a telnet connection.
+    """
+
+    def __init__(self, websocket: ChatWebSocketProtocol) -> None:
+        self._websocket = websocket
+        self._partial = b""
+
+    @property
+    def _open(self) -> bool:
+        return self._websocket.state == WebSocketProtocol.STATE_OPEN
+
+    def write(self, data: bytes) -> None:
+        # Once the closing handshake has started nothing more can be sent;
+        # the room may still relay a message before connectionLost arrives.
+        if not self._open:
+            return
+        *lines, self._partial = (self._partial + data).split(replies.CRLF)
+        websocket = self._websocket
+        for line in lines:
+            websocket.beginMessage()
+            websocket.sendMessageFrame(line)
+            websocket.endMessage()
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        """
+        Start the closing handshake: the close frame goes out after every
+        message already written, and the TCP connection is closed when the
+        client answers it (or after C{closeHandshakeTimeout}).
+        """
+        if self._open:
+            self._websocket.sendClose(WebSocketProtocol.CLOSE_STATUS_CODE_NORMAL)
+
+    def abortConnection(self) -> None:
+        """Drop the TCP connection at once, discarding whatever is queued."""
+        self._websocket.dropConnection(abort=True)
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+        self._websocket.transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self._websocket.transport.unregisterProducer()
+
+    def stopProducing(self) -> None:
+        """
+        Nothing to do: C{LineReceiver.stopProducing} calls this when the TCP
+        connection it produces for is lost, and the WebSocket protocol's
+        C{connectionLost} follows and tells the chat protocol.
+        """
+
+    def getPeer(self) -> IAddress:
+        return self._websocket.transport.getPeer()
+
+    def getHost(self) -> IAddress:
+        return self._websocket.transport.getHost()
+
+
+class ChatWebSocketProtocol(WebSocketServerProtocol):
+    """
+    One browser connection: a WebSocket carrying one L{ChatProtocol}.
+
+    @ivar chat: the chat protocol, from the end of the handshake until the
+        connection is lost; C{None} otherwise.
+    """
+
+    factory: ChatWebSocketFactory
+    chat: ChatProtocol | None = None
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        host = request.headers.get("host", "")
+        if not same_origin(request.origin, host):
+            log.info(
+                "refused WebSocket from {peer}: origin {origin!r} is not {host!r}",
+                peer=request.peer,
+                origin=request.origin,
+                host=host,
+            )
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, ORIGIN_REFUSED)
+
+    def onOpen(self) -> None:
+        # twisted.web's HTTP channel registered itself as the producer of this
+        # TCP connection and never lets go: the WebSocket took the connection
+        # over in the middle of a request. HTTP is done with it; the chat
+        # protocol registers itself in its place.
+        self.transport.unregisterProducer()
+        chat = self.factory.chat.buildProtocol(self.transport.getPeer())
+        self.chat = chat
+        chat.makeConnection(WebSocketTransport(self))
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        chat = self.chat
+        if chat is None:
+            return
+        if isBinary:
+            self._refuse(chat, BINARY_REFUSED)
+            return
+        line = without_line_end(payload)
+        if b"\n" in line or b"\r" in line:
+            # Splitting it would answer one message with several replies, and
+            # make a message that looks like one chat line carry commands.
+            self._refuse(chat, LINE_BREAK_REFUSED)
+            return
+        chat.dataReceived(line + replies.CRLF)
+
+    def _refuse(self, chat: ChatProtocol, details: str) -> None:
+        """
+        Answer a message that is not a command line with C{ERR Usage}, its
+        one reply, and keep the connection. The answer is immediate, so under
+        flood control it may overtake replies still waiting in the backlog.
+        """
+        chat.factory.stats.errors[replies.USAGE] += 1
+        chat.deliver(chat.format.error(replies.USAGE, details))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        chat, self.chat = self.chat, None
+        if chat is not None:
+            error = ConnectionDone if wasClean else ConnectionLost
+            chat.connectionLost(Failure(error(f"WebSocket closed: {code} {reason}")))
+
+
+class ChatWebSocketFactory(WebSocketServerFactory):
+    """
+    Builds a L{ChatWebSocketProtocol} per connection, all feeding one
+    L{ChatFactory}, with the chat's line limit as the message limit.
+
+    A message longer than C{--max-line} bytes is refused by autobahn before
+    it is buffered: the connection is closed with code 1009 (Message Too
+    Big). A telnet client instead gets C{ERR Line Too Long} and stays
+    connected, because the line splitter can skip the rest of a line as it
+    arrives; autobahn can only hand over whole messages.
+    """
+
+    protocol = ChatWebSocketProtocol
+
+    def __init__(self, chat: ChatFactory, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.chat = chat
+        max_line = chat.limits.max_line
+        self.setProtocolOptions(
+            maxFramePayloadSize=max_line,
+            maxMessagePayloadSize=max_line,
+            # Send a close frame with the code and reason (1009, 1007...)
+            # instead of dropping the TCP connection without a word.
+            failByDrop=False,
+            # Time for the client to read what was sent before the close
+            # frame (QUIT, BYE) and answer it, as the shutdown grace.
+            closeHandshakeTimeout=chat.shutdown_grace,
+            # A plain GET of /ws is refused instead of answered with
+            # autobahn's status page.
+            webStatus=False,
+        )

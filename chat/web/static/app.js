@@ -1,0 +1,401 @@
+"use strict";
+
+/*
+ * The browser client of chat.
+ *
+ * It speaks the server's own line protocol (README, "Reply grammar") over a
+ * WebSocket at ./ws: each message it sends is one command line, each message
+ * it receives is one server line. Every command gets exactly one OK or ERR
+ * line, in order, so the commands sent and not yet answered are kept in a
+ * queue and each OK or ERR answers the oldest.
+ *
+ * The protocol has no join or leave notices, so the list of users is kept
+ * live by sending LIST every few seconds while the page is visible, and at
+ * once after joining, on a message from someone not listed and on an
+ * unknown recipient; the page derives "joined" and "left" notices by
+ * comparing two lists.
+ *
+ * Everything that comes from the server is put in the page with textContent,
+ * never as markup: a message is text, whatever it contains.
+ */
+(() => {
+  const POLL_MS = 5000; // while the page is visible; and at once when it shows again
+  const MAX_ROWS = 500;
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    status: $("status"),
+    quit: $("quit"),
+    users: $("users"),
+    userCount: $("user-count"),
+    messages: $("messages"),
+    join: $("join"),
+    name: $("name"),
+    joinError: $("join-error"),
+    compose: $("compose"),
+    target: $("target"),
+    text: $("text"),
+  };
+
+  let socket = null; // the WebSocket, from connecting until closed
+  let me = null; // our name, once registered
+  let target = null; // where a message goes: a user's name, or null for everyone
+  let pending = []; // commands sent and not answered yet, oldest first
+  let listing = null; // the USER names of the LIST being answered
+  let users = null; // the names of the last LIST
+  let poll = null; // the LIST timer, while registered
+  let bye = null; // the BYE line's text, when the server said why it closes
+  let quitting = false;
+  let resume = null; // { name, token } to take our name back after a drop
+
+  // Building rows, text only
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function clock() {
+    return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function addRow(kind, ...parts) {
+    const box = ui.messages;
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+    const row = el("li", "row " + kind);
+    row.append(el("time", "", clock()), ...parts);
+    box.append(row);
+    while (box.childElementCount > MAX_ROWS) box.firstElementChild.remove();
+    if (atBottom) box.scrollTop = box.scrollHeight;
+    return row;
+  }
+
+  function nameButton(name) {
+    const button = el("button", "who", name);
+    button.type = "button";
+    button.title = "Send " + name + " a private message";
+    button.addEventListener("click", () => choose(name));
+    return button;
+  }
+
+  function addError(kind, context, reasonAndDetails) {
+    const colon = reasonAndDetails.indexOf(": ");
+    const reason = colon < 0 ? reasonAndDetails : reasonAndDetails.slice(0, colon);
+    const details = colon < 0 ? "" : reasonAndDetails.slice(colon + 2);
+    return addRow(
+      kind,
+      el("span", "badge", kind === "bye" ? "BYE" : "ERR"),
+      el("span", "context", context),
+      el("strong", "reason", reason),
+      el("span", "text", details),
+    );
+  }
+
+  function setStatus(text, state) {
+    ui.status.textContent = text;
+    ui.status.dataset.state = state;
+  }
+
+  // The connection
+
+  function send(line, command) {
+    socket.send(line);
+    pending.push(command);
+  }
+
+  function joinLine(name) {
+    // After a dropped connection the server holds the name for a while;
+    // the resume token of the last session takes it back.
+    return resume && same(resume.name, name) ? "JOIN " + name + " " + resume.token : "JOIN " + name;
+  }
+
+  function join(name) {
+    ui.joinError.hidden = true;
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      send(joinLine(name), { verb: "JOIN", name });
+      return;
+    }
+    if (socket) return; // still connecting: its JOIN is on the way
+    const url = new URL("ws", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(url);
+    socket = ws;
+    pending = [];
+    listing = null;
+    bye = null;
+    quitting = false;
+    setStatus("Connecting…", "connecting");
+    ws.addEventListener("open", () => {
+      setStatus("Connected, joining…", "connecting");
+      send(joinLine(name), { verb: "JOIN", name });
+    });
+    ws.addEventListener("message", (event) => {
+      if (ws === socket) receive(String(event.data));
+    });
+    ws.addEventListener("close", (event) => {
+      if (ws === socket) closed(event);
+    });
+  }
+
+  function closed(event) {
+    socket = null;
+    stopPolling();
+    me = null;
+    pending = [];
+    listing = null;
+    if (bye !== null) {
+      setStatus("Disconnected by the server: " + bye, "error");
+    } else if (quitting) {
+      resume = null;
+      setStatus("You left the chat", "idle");
+    } else {
+      const why = event.reason ? event.code + " " + event.reason : String(event.code);
+      addError("error", "Connection closed", "Connection Closed: WebSocket code " + why);
+      setStatus("Connection lost (WebSocket code " + event.code + ")", "error");
+    }
+    users = null;
+    renderUsers();
+    ui.compose.hidden = true;
+    ui.quit.hidden = true;
+    ui.join.hidden = false;
+    ui.name.focus();
+  }
+
+  // Server lines (README, "Reply grammar")
+
+  function receive(line) {
+    const space = line.indexOf(" ");
+    const tag = space < 0 ? line : line.slice(0, space);
+    const rest = space < 0 ? "" : line.slice(space + 1);
+    switch (tag) {
+      case "INFO":
+        addRow("info", el("span", "text", rest));
+        break;
+      case "USER": // USER name, maybe followed by a note such as "(away)"
+        if (listing) listing.push(rest.split(" ")[0]);
+        break;
+      case "MESG":
+      case "BCST":
+        relayed(tag, rest);
+        break;
+      case "OK":
+        succeeded(rest);
+        break;
+      case "ERR":
+        failed(rest);
+        break;
+      case "BYE":
+        bye = rest;
+        addError("bye", "Disconnected:", rest);
+        break;
+      default: // not in the grammar this page knows: show it as it came
+        addRow("info", el("span", "text", line));
+    }
+  }
+
+  function relayed(kind, rest) {
+    const colon = rest.indexOf(": ");
+    const sender = colon < 0 ? "?" : rest.slice(0, colon);
+    const text = colon < 0 ? rest : rest.slice(colon + 2);
+    if (users !== null && !users.some((name) => same(name, sender))) list();
+    addRow(
+      kind.toLowerCase(),
+      nameButton(sender),
+      el("span", "badge", kind === "MESG" ? "to you" : "to everyone"),
+      el("span", "text", text),
+    );
+  }
+
+  function succeeded(rest) {
+    const command = pending.shift() || { verb: "" };
+    // OK VERB details: the first word of the details is the fact this page
+    // needs (a name, a count); what may follow is for people.
+    const details = rest.slice(rest.indexOf(" ") + 1);
+    const first = details.split(" ")[0];
+    switch (command.verb) {
+      case "JOIN": {
+        const token = /\(resume token: ([^\s)]+)\)/.exec(details);
+        resume = token ? { name: first, token: token[1] } : null;
+        joined(first);
+        break;
+      }
+      case "LIST":
+        showUsers(listing || []);
+        listing = null;
+        break;
+      case "MESG": // OK MESG recipient, the name as registered
+        addRow("own", el("span", "me", "you"), el("span", "badge", "to " + first),
+          el("span", "text", command.text));
+        break;
+      case "BCST": {
+        const count = Number(first);
+        const reach = count === 1 ? "1 user" : count + " users";
+        addRow("own", el("span", "me", "you"), el("span", "badge", "to everyone"),
+          el("span", "text", command.text), el("span", "note", "reached " + reach));
+        break;
+      }
+      case "QUIT":
+        addRow("info", el("span", "text", "You left the chat."));
+        break;
+      default:
+        break;
+    }
+  }
+
+  function failed(rest) {
+    const command = pending.shift() || { verb: "" };
+    let context = "";
+    switch (command.verb) {
+      case "JOIN":
+        context = "Could not join as " + command.name + ":";
+        resume = null; // a stale token must not stand in the way of a plain JOIN
+        ui.joinError.textContent = rest;
+        ui.joinError.hidden = false;
+        if (me === null) setStatus("Not joined", "idle");
+        break;
+      case "MESG":
+        context = "Not sent to " + command.to + ":";
+        break;
+      case "BCST":
+        context = "Not sent:";
+        break;
+      case "LIST":
+        listing = null;
+        break;
+      default:
+        break;
+    }
+    addError("error", context, rest);
+    if (rest.startsWith("Unknown Recipient:")) list();
+  }
+
+  function joined(name) {
+    me = name;
+    setStatus("Joined as " + me, "joined");
+    ui.join.hidden = true;
+    ui.joinError.hidden = true;
+    ui.compose.hidden = false;
+    ui.quit.hidden = false;
+    choose(null);
+    list();
+    stopPolling();
+    poll = setInterval(() => {
+      if (!document.hidden) list(); // nobody is looking: no need to know
+    }, POLL_MS);
+  }
+
+  // The list of users
+
+  function list() {
+    if (me === null || listing !== null || !socket || socket.readyState !== WebSocket.OPEN) return;
+    listing = [];
+    send("LIST", { verb: "LIST" });
+  }
+
+  function stopPolling() {
+    if (poll !== null) clearInterval(poll);
+    poll = null;
+  }
+
+  function same(a, b) {
+    return a !== null && b !== null && a.toLowerCase() === b.toLowerCase();
+  }
+
+  function showUsers(names) {
+    if (users !== null) {
+      for (const name of names) {
+        if (!users.some((old) => same(old, name))) addRow("notice", el("span", "text", name + " joined"));
+      }
+      for (const name of users) {
+        if (!names.some((now) => same(now, name))) addRow("notice", el("span", "text", name + " left"));
+      }
+    }
+    users = names;
+    if (target !== null && !names.some((name) => same(name, target))) choose(null);
+    renderUsers();
+  }
+
+  function renderUsers() {
+    const items = [];
+    if (me !== null) {
+      const everyone = el("button", "user everyone", "Everyone");
+      everyone.type = "button";
+      everyone.setAttribute("aria-pressed", String(target === null));
+      everyone.addEventListener("click", () => choose(null));
+      const item = el("li");
+      item.append(everyone);
+      items.push(item);
+    }
+    for (const name of users || []) {
+      const item = el("li");
+      const button = el("button", "user", name);
+      button.type = "button";
+      button.dataset.name = name;
+      if (same(name, me)) {
+        button.classList.add("self");
+        button.disabled = true;
+        button.append(el("span", "you", " (you)"));
+      } else {
+        button.setAttribute("aria-pressed", String(same(name, target)));
+        button.addEventListener("click", () => choose(same(name, target) ? null : name));
+      }
+      item.append(button);
+      items.push(item);
+    }
+    ui.users.replaceChildren(...items);
+    ui.userCount.textContent = users && users.length ? "(" + users.length + ")" : "";
+  }
+
+  // Sending
+
+  function choose(name) {
+    target = name === null || same(name, me) ? null : name;
+    ui.target.textContent = target === null ? "To everyone" : "To " + target;
+    ui.target.classList.toggle("private", target !== null);
+    ui.target.title = target === null ? "Messages go to everyone" : "Send to everyone instead";
+    ui.text.placeholder = target === null ? "Message everyone" : "Private message to " + target;
+    renderUsers();
+    if (me !== null) ui.text.focus();
+  }
+
+  ui.join.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = ui.name.value.trim();
+    if (name) join(name);
+  });
+
+  ui.compose.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = ui.text.value.trim();
+    if (!text || !socket || socket.readyState !== WebSocket.OPEN) return;
+    if (target === null) send("BCST " + text, { verb: "BCST", text });
+    else send("MESG " + target + " " + text, { verb: "MESG", to: target, text });
+    ui.text.value = "";
+  });
+
+  ui.target.addEventListener("click", () => choose(null));
+
+  ui.quit.addEventListener("click", () => {
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    quitting = true;
+    send("QUIT", { verb: "QUIT" });
+  });
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) list();
+  });
+
+  // Closing or leaving the page is leaving the chat: say so, rather than
+  // have the server hold the name for a resume that cannot come.
+  window.addEventListener("pagehide", () => {
+    if (me !== null && socket && socket.readyState === WebSocket.OPEN) {
+      quitting = true;
+      socket.send("QUIT");
+    }
+  });
+
+  setStatus("Not connected", "idle");
+  ui.name.focus();
+})();

@@ -1,0 +1,64 @@
+"""
+The benchmark still runs: C{python -m bench --smoke} against the real server.
+
+The benchmark is code too, and nothing else exercises it between the rare
+occasions someone measures. The smoke run is a few clients for about a
+second per workload, the chat server only (no ngircd needed). It asserts on
+work done, never on speed: a loaded CI machine must not fail it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SMOKE_TIMEOUT = 50
+"""Seconds for the whole smoke run; conftest's per-test limit is 60."""
+
+
+def run_smoke(*extra: str) -> dict[str, dict[str, object]]:
+    """Run the smoke benchmark; its JSON results by workload."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", *extra],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    results = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    return {result["workload"]: result for result in results}
+
+
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
+def test_smoke(loop: str) -> None:
+    """
+    Every workload ran and did its work: messages were delivered, the idle
+    connections stayed open, storm sessions completed. C{asyncio} is the
+    fallback when uvloop is not installed; C{auto} is what people run.
+    """
+    by_workload = run_smoke("--loop", loop)
+    assert set(by_workload) == {"direct", "fanout", "idle", "storm"}, by_workload
+    for result in by_workload.values():
+        assert "error" not in result, result
+        assert result["server"] == "chat"
+        assert result["server_tracebacks"] == 0, result
+        if loop == "asyncio":
+            assert result["loop"] == "asyncio"
+    for workload in ("direct", "fanout"):
+        result = by_workload[workload]
+        assert result["deliveries"] > 0, result
+        assert result["deliveries_total"] == result["expected_total"], result
+        assert result["lat_samples"] > 0, result
+    idle = by_workload["idle"]
+    assert idle["still_open"] == idle["clients"], idle
+    assert by_workload["storm"]["sessions"] > 0, by_workload["storm"]
