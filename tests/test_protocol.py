@@ -6,7 +6,6 @@ transports, no network. Every rule of the protocol has a test here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-
 from dataclasses import replace
 
 import pytest

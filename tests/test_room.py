@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from chat.room import Admission, Room
+from chat.room import Admission, Delivery, Room
 
 
 class Mailbox:
+    away = False
+
     def __init__(self) -> None:
         self.name: str | None = None
         self.received: list[bytes] = []
 
-    def deliver(self, data: bytes) -> None:
+    def deliver(self, data: bytes) -> Delivery:
         self.received.append(data)
+        return Delivery.DELIVERED
+
+    def bye(self, reason: str, details: str) -> None:
+        raise AssertionError("the room never closes a member")
 
 
 def test_capacity_and_case_insensitive_names() -> None:
@@ -21,7 +27,7 @@ def test_capacity_and_case_insensitive_names() -> None:
     assert room.join("bOB", other_bob) is Admission.TAKEN
     assert room.join("carol", carol) is Admission.JOINED
     assert room.join("dave", dave) is Admission.FULL
-    assert room.names() == ["Bob", "carol"]
+    assert room.names() == [("Bob", False), ("carol", False)]
     assert room.find("BOB") is bob
 
 
@@ -49,6 +55,38 @@ def test_broadcast_skips_the_sender_and_shares_the_bytes() -> None:
     for name, box in (("a", a), ("b", b), ("c", c)):
         room.join(name, box)
     data = b"BCST a: hi\r\n"
-    assert room.broadcast(data, a) == 2
+    assert room.broadcast(data, a) == (2, 0)
     assert a.received == []
     assert b.received[0] is data and c.received[0] is data
+
+
+def test_look_alike_names_are_the_same_name() -> None:
+    room = Room(5)
+    alice = Mailbox()
+    room.join("alice", alice)
+    for impostor in ("A1ice", "ALICE", "aIice", "al1ce"):
+        assert room.join(impostor, Mailbox()) is Admission.TAKEN
+    bob = Mailbox()
+    room.join("B0b", bob)
+    assert room.find("bob") is bob
+    assert room.find("BOB") is bob
+
+
+def test_away_members_hold_and_are_counted() -> None:
+    from chat.session import AwaySession
+
+    room = Room(2)
+    bob, talker = Mailbox(), Mailbox()
+    room.join("bob", bob)
+    room.join("talker", talker)
+    away = AwaySession("bob", "t" * 12, limit=2, expires=60.0)
+    room.replace(bob, away)
+    assert room.names() == [("bob", True), ("talker", False)]
+    assert room.broadcast(b"1", talker) == (1, 1)
+    assert room.broadcast(b"2", talker) == (1, 1)
+    assert room.broadcast(b"3", talker) == (1, 1)
+    assert list(away.held) == [b"2", b"3"] and away.dropped == 1
+    assert room.join("carol", Mailbox()) is Admission.FULL  # away still counts
+    back = Mailbox()
+    room.replace(away, back)
+    assert room.find("bob") is back and back.name == "bob"

@@ -18,7 +18,9 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -557,6 +559,46 @@ def test_a_page_elsewhere_cannot_open_the_websocket(start_server: StartServer) -
     assert handshake(port, "http://evil.example").startswith(b"HTTP/1.1 403 ")
     answer = handshake(port, f"http://127.0.0.1:{port}")
     assert answer.startswith(b"HTTP/1.1 101 ")
+
+
+def test_websocket_over_tls(start_server: StartServer, tmp_path: Path) -> None:
+    """C{--web ssl:...}: the chat protocol is the producer of a TLS transport."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = start_server("--web", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
+    match = re.search(r"Site \(TLS\) starting on (\d+)", server.wait_for_log("Site (TLS)"))
+    assert match is not None
+    port = int(match.group(1))
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as sock:
+        sock.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: https://127.0.0.1:{port}\r\n\r\n".encode()
+            + frame(TEXT, b"JOIN secure")
+            + frame(TEXT, b"LIST")
+            + frame(TEXT, b"QUIT")
+        )
+        data = b""
+        while b"\x88" not in data.partition(b"\r\n\r\n")[2]:  # the close frame
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(data) from None
+            assert chunk, data
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    frames, _ = parse_frames(rest)
+    lines = [payload.decode() for _, opcode, payload in frames if opcode == TEXT]
+    assert lines[2].startswith("OK JOIN secure 1/10")
+    assert lines[3:] == ["USER secure", "OK LIST 1", "OK QUIT Bye"]
+    assert frames[-1] == (True, CLOSE, struct.pack("!H", 1000))
 
 
 # A real browser

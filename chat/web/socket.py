@@ -79,11 +79,11 @@ class WebSocketTransport:
 
     Writes are split into lines and each line becomes one text message; a
     partial line (there is none in practice: every reply ends with CRLF) is
-    kept until its end arrives. Server lines are sent with autobahn's frame
-    API (C{beginMessage}, C{sendMessageFrame}, C{endMessage}) rather than
-    C{sendMessage}: autobahn applies C{maxMessagePayloadSize} to what it
-    sends too, and a relayed line (C{MESG sender: text}) is longer than the
-    longest line a client may send.
+    kept until its end arrives. autobahn applies C{maxMessagePayloadSize} to
+    what it sends too, and a relayed line (C{MESG sender: text}) may be
+    longer than the longest line a client may send: such a line is sent with
+    autobahn's frame API (C{beginMessage}, C{sendMessageFrame},
+    C{endMessage}), which that limit does not apply to.
 
     Producer registration goes straight to the TCP (or TLS) transport under
     the WebSocket, so C{pauseProducing} and C{resumeProducing} reach the
@@ -105,10 +105,14 @@ class WebSocketTransport:
             return
         *lines, self._partial = (self._partial + data).split(replies.CRLF)
         websocket = self._websocket
+        limit = websocket.maxMessagePayloadSize
         for line in lines:
-            websocket.beginMessage()
-            websocket.sendMessageFrame(line)
-            websocket.endMessage()
+            if 0 < limit < len(line):
+                websocket.beginMessage()
+                websocket.sendMessageFrame(line)
+                websocket.endMessage()
+            else:
+                websocket.sendMessage(line)
 
     def writeSequence(self, data: list[bytes]) -> None:
         self.write(b"".join(data))
