@@ -18,7 +18,10 @@ _VERB = re.compile(r"[A-Za-z]+")
 
 # C0 controls but TAB, DEL, and the C1 controls: the code points a terminal
 # may act on (ESC starts an escape sequence, CR and LF start a fake line).
-_CONTROLS: Final = dict.fromkeys([c for c in range(0x20) if c != 0x09] + list(range(0x7F, 0xA0)))
+# ... and the Unicode line and paragraph separators: some clients break lines there.
+_CONTROLS: Final = dict.fromkeys(
+    [c for c in range(0x20) if c != 0x09] + list(range(0x7F, 0xA0)) + [0x2028, 0x2029]
+)
 
 
 def decode(line: bytes) -> str:

@@ -378,7 +378,7 @@ class ChatProtocol(LineReceiver):
             self.unregistered(verb)
             return
         self.log.info("{name} sent an unknown command {verb!r}", name=self.name, verb=verb)
-        self._error(replies.UNKNOWN_MESSAGE, f"{verb} is not a command; HELP lists them")
+        self._error(replies.UNKNOWN_MESSAGE, f"{verb} is not a command; HELP lists them", verb)
 
     def unregistered(self, verb: str) -> None:
         self.log.info("unregistered {peer} sent {verb!r}", peer=self.peer, verb=verb)
@@ -581,8 +581,8 @@ class ChatProtocol(LineReceiver):
             self.log.info("{name} sent MESG to unknown recipient {to!r}", name=self.name, to=to)
             self._error(replies.UNKNOWN_RECIPIENT, f"nobody named {to} is registered", to)
             return
+        name = str(recipient.name)  # a recipient dropped by this delivery loses its name
         outcome = recipient.deliver(replies.relayed("MESG", str(self.name), text))
-        name = str(recipient.name)
         self.log.info(
             "MESG {name} -> {to}: {outcome}", name=self.name, to=name, outcome=outcome.value
         )
