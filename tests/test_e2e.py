@@ -495,7 +495,7 @@ def test_slow_consumer_is_dropped(start_server: StartServer) -> None:
     before = server.rss_kib()
     payload = b"p" * 3900
     limit = (16 << 20) // len(payload)
-    sent = alice_got = bob_got = 0
+    sent = alice_got = bob_got = alice_acks = 0
     acks: list[str] = []
     round_number = 0
     while "dropped slow consumer slow" not in server.log_text():
@@ -510,7 +510,13 @@ def test_slow_consumer_is_dropped(start_server: StartServer) -> None:
         round_number += 1
         alice.sendline(f"MESG bob ping {round_number}")
         ping_seen = False
-        while alice_got < sent or bob_got < sent or len(acks) < sent or not ping_seen:
+        while (
+            alice_got < sent
+            or bob_got < sent
+            or len(acks) < sent
+            or not ping_seen
+            or alice_acks < round_number
+        ):
             pump(readers)
             for line in take_lines(alice):
                 if line.startswith("BCST carol: "):
@@ -518,6 +524,7 @@ def test_slow_consumer_is_dropped(start_server: StartServer) -> None:
                     alice_got += 1
                 else:
                     assert line == "OK MESG bob delivered", line
+                    alice_acks += 1
             for line in take_lines(bob):
                 if line.startswith("BCST carol: "):
                     assert line.startswith(f"BCST carol: {bob_got} "), line
