@@ -394,6 +394,10 @@ class ClusterRoom(Service):
             self._background(leave, "leave")
         return True
 
+    def findLocal(self, name: str) -> Member | None:
+        """The member on this node registered as C{name}, or C{None}."""
+        return self._local.get(fold(name))
+
     def find(self, name: str) -> Member | _Remote | None | Deferred[_Remote | None]:
         """
         The recipient of a MESG: from the replica when it knows the name;

@@ -91,6 +91,7 @@ class ChatProtocol(LineReceiver):
         self._joinTimer: IDelayedCall | None = None
         self._drainCall: IDelayedCall | None = None
         self._waiting: Deferred[None] | None = None
+        self._processing = False
         self._bucket: TokenBucket | None = None
         self._backlog: deque[bytes | _LineTooLong] = deque()
         self._backlogBytes = 0
@@ -265,15 +266,19 @@ class ChatProtocol(LineReceiver):
             return
         self._lastInput = self.factory.clock.seconds()
         if self._bucket is None and self._waiting is None and not self._backlog:
-            for index, line in enumerate(lines):  # the fast path: nothing to wait for
-                if self._gone:
+            self._processing = True
+            try:
+                for index, line in enumerate(lines):  # the fast path: nothing to wait for
+                    if self._gone:
+                        return
+                    self._process(line)
+                    if self._waiting is not None:
+                        lines = lines[index + 1 :]
+                        break
+                else:
                     return
-                self._process(line)
-                if self._waiting is not None:
-                    lines = lines[index + 1 :]
-                    break
-            else:
-                return
+            finally:
+                self._processing = False
         self._backlog.extend(lines)
         max_line = self.factory.limits.max_line
         self._backlogBytes += sum(_inputSize(line, max_line) for line in lines)
@@ -304,16 +309,20 @@ class ChatProtocol(LineReceiver):
         if self._drainCall is not None or self._waiting is not None:
             return
         clock, bucket, backlog = self.factory.clock, self._bucket, self._backlog
-        while backlog and not self._gone:
-            if bucket is not None and (wait := bucket.take(clock.seconds())):
-                self.factory.stats.limits["rate"] += 1
-                self._drainCall = clock.callLater(wait, self._drainLater)
-                return
-            line = backlog.popleft()
-            self._backlogBytes -= _inputSize(line, limits.max_line)
-            self._process(line)
-            if self._waiting is not None:
-                return
+        self._processing = True
+        try:
+            while backlog and not self._gone:
+                if bucket is not None and (wait := bucket.take(clock.seconds())):
+                    self.factory.stats.limits["rate"] += 1
+                    self._drainCall = clock.callLater(wait, self._drainLater)
+                    return
+                line = backlog.popleft()
+                self._backlogBytes -= _inputSize(line, limits.max_line)
+                self._process(line)
+                if self._waiting is not None:
+                    return
+        finally:
+            self._processing = False
 
     def _drainLater(self) -> None:
         self._drainCall = None
@@ -324,14 +333,16 @@ class ChatProtocol(LineReceiver):
             self.lineLengthExceeded(b"")
             return
         pending = self.lineReceived(line)
-        if pending is not None and not pending.called:
+        if pending is not None:
+            # Even a Deferred that has been called may still wait on another.
             self._waiting = pending
-            pending.addBoth(self._resume)
+            pending.addBoth(self._continueInput)
 
-    def _resume(self, result: object) -> None:
+    def _continueInput(self, result: object) -> None:
         """The command that input waited for is done: go on with the next."""
         self._waiting = None
-        self._drain()
+        if not self._processing:  # else the loop that is running goes on
+            self._drain()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """Refuse the line but keep the connection: the rest is skipped."""
@@ -408,7 +419,7 @@ class ChatProtocol(LineReceiver):
             # "JOIN Bob Smith" is a name with a space, not a resume.
             self._refuseJoin(rest, "invalid name", replies.INVALID_USERNAME, NAME_RULE)
             return None
-        held = self.room.find(name)
+        held = self.room.findLocal(name)
         if isinstance(held, AwaySession):
             if token is not None and held.matches(token):
                 self._resume(held)
@@ -501,7 +512,7 @@ class ChatProtocol(LineReceiver):
                 room.capacity,
             )
         elif admission is Admission.TAKEN:
-            self._refuseTaken(name, self.room.find(name))
+            self._refuseTaken(name, self.room.findLocal(name))
         else:
             self.token = new_token()
             self._joined()

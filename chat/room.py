@@ -97,6 +97,8 @@ class Room:
         """The member registered as C{name}, in any case, or C{None}."""
         return self._members.get(fold(name))
 
+    findLocal = find  # every member of a single room is local
+
     def replace(self, old: Member, new: Member) -> None:
         """Put C{new} in C{old}'s place under the same name (away and back)."""
         new.name = old.name

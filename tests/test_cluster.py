@@ -199,3 +199,21 @@ def test_redis_restart_recovers_and_list_is_right(nodes: Nodes, redis: Redis) ->
     cy.join("cy")
     assert cy.expect_reply("MESG ann back again", "OK MESG ann")
     assert ann.read_line() == "MESG cy: back again"
+
+
+def test_pipelined_commands_wait_for_the_cluster_join(nodes: Nodes) -> None:
+    """A JOIN waits for Redis; the lines sent behind it are answered after it, in order."""
+    (node,) = nodes(1, "--rate-limit", "0")
+    in_sync(node)
+    ann = Client(node.port)
+    ann.send(b"JOIN ann\r\nMESG ann hi\r\nLIST\r\nJOIN again\r\nQUIT\r\n")
+    assert [ann.read_line() for _ in range(7)] == [
+        "OK JOIN ann 1/10",
+        "MESG ann: hi",
+        "OK MESG ann delivered",
+        "USER ann",
+        "OK LIST 1",
+        "ERR Already Registered: you are ann; this JOIN was discarded",
+        "OK QUIT Bye",
+    ]
+    ann.expect_eof()
