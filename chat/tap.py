@@ -17,8 +17,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import ILogObserver, Logger, jsonFileLogObserver
 from twisted.python import usage
 
+from chat.factory import ChatFactory
 from chat.limits import Limits
-from chat.protocol import ChatFactory
 
 if TYPE_CHECKING:
     from chat.cluster import ClusterRoom

@@ -9,7 +9,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.logger import LogEvent, formatEvent
 
-from chat.protocol import ChatFactory, ChatProtocol
+from chat.factory import ChatFactory
+from chat.protocol import ChatProtocol
 
 GREETING = [
     "INFO Welcome to chat. Register with: JOIN <username>",

@@ -21,8 +21,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from twisted.internet.task import Clock
 
 from chat.commands import fold
+from chat.factory import ChatFactory
 from chat.limits import Limits
-from chat.protocol import ChatFactory
 from chat.session import AwaySession
 from harness import GREETING, Client
 

@@ -14,8 +14,8 @@ from conftest import StartServer
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, capturedLogs
 
+from chat.factory import ChatFactory
 from chat.limits import Limits
-from chat.protocol import ChatFactory
 from harness import GREETING, Client, logged
 from server import Client as SocketClient
 

@@ -33,7 +33,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chat import replies
-from chat.protocol import ChatFactory, ChatProtocol
+from chat.factory import ChatFactory
+from chat.protocol import ChatProtocol
 
 BINARY_REFUSED = "commands are WebSocket text messages; binary messages are not read"
 LINE_BREAK_REFUSED = "one command per message: a line break inside a message is not allowed"

@@ -1,0 +1,102 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+The L{ChatFactory} that every connection shares: the room (registry and
+capacity), the limits, the counters, and the orderly shutdown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+
+from chat import replies
+from chat.limits import Limits, PeerCount
+from chat.protocol import ChatProtocol
+from chat.room import Room
+from chat.stats import Stats
+
+if TYPE_CHECKING:
+    from chat.cluster import ClusterRoom
+
+
+def describe(address: IAddress) -> tuple[str, str]:
+    """
+    @return: C{(host, peer)}: the address to count connections by, and
+        C{host:port} (C{[host]:port} for IPv6) for the logs.
+    """
+    host = getattr(address, "host", None)
+    if host is None:
+        return str(address), str(address)
+    return host, f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+
+
+class ChatFactory(ServerFactory):
+    """
+    Shared by every connection: the room (registry and capacity), the limits
+    and the counters.
+
+    @ivar connections: every open connection, registered or not.
+    @ivar peers: the count of connections, in all and per address.
+    @ivar shutdown_grace: seconds that clients get to read the shutdown
+        notice before their connections are aborted.
+    """
+
+    log = Logger()
+    shutdown_grace = 3.0
+
+    def __init__(
+        self,
+        max_users: int = 10,
+        limits: Limits | None = None,
+        clock: IReactorTime | None = None,
+        room: Room | ClusterRoom | None = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.room = room if room is not None else Room(max_users)
+        self.limits = limits or Limits()
+        self.clock = clock
+        self.started = clock.seconds()
+        self.stats = Stats()
+        self.peers = PeerCount()
+        self.connections: set[ChatProtocol] = set()
+        self._allClosed: Deferred[None] | None = None
+
+    def buildProtocol(self, addr: IAddress) -> ChatProtocol:
+        return ChatProtocol(self, *describe(addr))
+
+    def checkIdle(self) -> None:
+        """Close the connections of users idle for longer than the limit."""
+        now = self.clock.seconds()
+        for connection in list(self.connections):
+            connection.checkIdle(now)
+
+    def closeAll(self) -> Deferred[None]:
+        """
+        Tell every client that the server is shutting down, then close.
+
+        @return: fires once every connection is closed.
+        """
+        if not self.connections:
+            return succeed(None)
+        self.log.info("shutting down: closing {count} connections", count=len(self.connections))
+        allClosed = self._allClosed = Deferred()
+        # A client that does not read would hold a graceful close open forever.
+        abort = self.clock.callLater(self.shutdown_grace, self._abortAll)
+        allClosed.addCallback(lambda _: abort.cancel() if abort.active() else None)
+        for connection in list(self.connections):
+            connection.bye(replies.SHUTTING_DOWN, "the server is shutting down; goodbye")
+        return allClosed
+
+    def _abortAll(self) -> None:
+        for connection in list(self.connections):
+            connection.transport.abortConnection()
+
+    def connectionClosed(self) -> None:
+        if self._allClosed is not None and not self.connections:
+            self._allClosed, allClosed = None, self._allClosed
+            allClosed.callback(None)
