@@ -41,6 +41,8 @@ class ChatFactory(ServerFactory):
 
     @ivar connections: every open connection, registered or not.
     @ivar peers: the count of connections, in all and per address.
+    @ivar log_relays: whether every MESG and BCST gets a status line (they
+        are always counted in the metrics).
     @ivar shutdown_grace: seconds that clients get to read the shutdown
         notice before their connections are aborted.
     """
@@ -54,11 +56,13 @@ class ChatFactory(ServerFactory):
         limits: Limits | None = None,
         clock: IReactorTime | None = None,
         room: Room | ClusterRoom | None = None,
+        log_relays: bool = True,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
         self.room = room if room is not None else Room(max_users)
         self.limits = limits or Limits()
+        self.log_relays = log_relays
         self.clock = clock
         self.started = clock.seconds()
         self.stats = Stats()

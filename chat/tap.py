@@ -159,6 +159,17 @@ class Options(usage.Options):
         ["node-id", None, None, "This node's id in the cluster (default: HOST:PID)."],
     ]
 
+    optFlags: ClassVar[list[list[str | None]]] = [
+        [
+            "quiet-relays",
+            None,
+            (
+                "No status line per MESG and BCST (the metrics still count them): "
+                "the logging costs more CPU than relaying the message."
+            ),
+        ],
+    ]
+
     def __init__(self) -> None:
         super().__init__()
         self["port"] = []
@@ -260,7 +271,12 @@ def makeService(config: Options) -> IService:
 
         node = config["node-id"] or default_node_id()
         cluster = ClusterRoom(config["max-users"], config["redis"], node, reactor)
-    factory = ChatFactory(max_users=config["max-users"], limits=limits, room=cluster)
+    factory = ChatFactory(
+        max_users=config["max-users"],
+        limits=limits,
+        room=cluster,
+        log_relays=not config["quiet-relays"],
+    )
     service = ChatService(factory, json_log=config["log-format"] == "json", cluster=cluster)
     for description in config["port"]:
         strports.service(description, factory).setServiceParent(service)

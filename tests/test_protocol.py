@@ -338,3 +338,14 @@ def test_ipv6_peer_is_logged_with_brackets(factory, logs) -> None:
     protocol = factory.buildProtocol(IPv6Address("TCP", "::1", 4242))
     protocol.makeConnection(StringTransportWithDisconnection())
     assert logged(logs, "connection from [::1]:4242")
+
+
+def test_quiet_relays_skips_the_relay_status_lines_but_counts(factory, connect, logs) -> None:
+    factory.log_relays = False
+    a, b = connect("a"), connect("b")
+    a.send("MESG b hi")
+    a.send("BCST all")
+    assert not logged(logs, "MESG a -> b")
+    assert not logged(logs, "BCST from a")
+    assert logged(logs, "a joined")  # every other event still has its line
+    assert factory.stats.relayed == {"mesg": 1, "bcst": 1}

@@ -47,6 +47,11 @@ def test_make_service_listens_on_every_port_with_one_factory() -> None:
     assert service.factory.room.capacity == 7
 
 
+def test_quiet_relays_flag() -> None:
+    assert makeService(parse()).factory.log_relays
+    assert not makeService(parse("--quiet-relays")).factory.log_relays
+
+
 def test_plugin_is_discoverable() -> None:
     makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
     assert makers["chat"].module == "chat.tap"
