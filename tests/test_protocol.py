@@ -345,6 +345,7 @@ def test_quiet_relays_skips_the_relay_status_lines_but_counts(factory, connect, 
     a, b = connect("a"), connect("b")
     a.send("MESG b hi")
     a.send("BCST all")
+    assert b.lines() == ["MESG a: hi", "BCST a: all"]
     assert not logged(logs, "MESG a -> b")
     assert not logged(logs, "BCST from a")
     assert logged(logs, "a joined")  # every other event still has its line
