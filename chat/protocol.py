@@ -76,7 +76,8 @@ class ChatProtocol(Commands, LineReceiver):
         self._waiting: Deferred[None] | None = None
         self._processing = False
         self._bucket: TokenBucket | None = None
-        self._backlog: deque[bytes | _LineTooLong] = deque()
+        # Made when first needed: an empty deque costs 600 bytes a connection.
+        self._backlog: deque[bytes | _LineTooLong] | None = None
         self._backlogBytes = 0
 
     # Connection lifecycle
@@ -247,13 +248,19 @@ class ChatProtocol(Commands, LineReceiver):
         lines = self._lines.feed(data)
         if not lines:
             return
-        self._lastInput = self.factory.clock.seconds()
-        if self._bucket is None and self._waiting is None and not self._backlog:
+        self._lastInput = now = self.factory.clock.seconds()
+        if self._waiting is None and not self._backlog:
+            # The fast path: nothing waits, so lines run at once while the
+            # client's token bucket lasts; the rest goes to the backlog.
+            bucket = self._bucket
             self._processing = True
             try:
-                for index, line in enumerate(lines):  # the fast path: nothing to wait for
+                for index, line in enumerate(lines):
                     if self._gone:
                         return
+                    if bucket is not None and bucket.take(now):
+                        lines = lines[index:]
+                        break
                     self._process(line)
                     if self._waiting is not None:
                         lines = lines[index + 1 :]
@@ -262,6 +269,8 @@ class ChatProtocol(Commands, LineReceiver):
                     return
             finally:
                 self._processing = False
+        if self._backlog is None:
+            self._backlog = deque()
         self._backlog.extend(lines)
         max_line = self.factory.limits.max_line
         self._backlogBytes += sum(_inputSize(line, max_line) for line in lines)
@@ -292,6 +301,8 @@ class ChatProtocol(Commands, LineReceiver):
         if self._drainCall is not None or self._waiting is not None:
             return
         clock, bucket, backlog = self.factory.clock, self._bucket, self._backlog
+        if not backlog:
+            return
         self._processing = True
         try:
             while backlog and not self._gone:
@@ -304,6 +315,7 @@ class ChatProtocol(Commands, LineReceiver):
                 self._process(line)
                 if self._waiting is not None:
                     return
+            self._backlog = None  # empty: free it
         finally:
             self._processing = False
 
