@@ -209,27 +209,29 @@ class ChatService(MultiService):
     The listeners plus an orderly shutdown: on SIGTERM or SIGINT, stop
     accepting connections first, then tell every client and close it.
 
-    @ivar json_log: log JSON events to standard output instead of twistd's
-        text log.
+    @ivar log_observer: what twistd should log to instead of its own text
+        observer, or C{None}.
     """
 
     log = Logger()
 
     def __init__(
-        self, factory: ChatFactory, json_log: bool = False, cluster: ClusterRoom | None = None
+        self,
+        factory: ChatFactory,
+        log_observer: ILogObserver | None = None,
+        cluster: ClusterRoom | None = None,
     ) -> None:
         super().__init__()
         self.factory = factory
-        self.json_log = json_log
+        self.log_observer = log_observer
         self.cluster = cluster
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd creates the application, adds this service, and only then
         # starts logging, using the application's ILogObserver if it has one.
         super().setServiceParent(parent)
-        if self.json_log and hasattr(parent, "setComponent"):
-            # One JSON object per line, without the RFC 7464 record separator.
-            parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout, ""))
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.log_observer)
 
     def startService(self) -> None:
         from twisted.internet import reactor
@@ -261,6 +263,26 @@ class ChatService(MultiService):
         return stopped
 
 
+def log_observer(config: Options) -> ILogObserver | None:
+    """
+    JSON lines on standard output for C{--log-format json}; for text on
+    standard output (C{twistd -n} without C{--logfile}), the same lines as
+    twistd's but fast (L{chat.logs}). Anything else (a log file, syslog,
+    C{--logger}) is left to twistd.
+    """
+    if config["log-format"] == "json":
+        # One JSON object per line, without the RFC 7464 record separator.
+        return jsonFileLogObserver(sys.stdout, "")
+    twistd = getattr(config, "parent", None) or {}
+    logfile = twistd.get("logfile")
+    to_stdout = logfile == "-" or (twistd.get("nodaemon") and not logfile)
+    if not to_stdout or twistd.get("logger") or twistd.get("syslog"):
+        return None
+    from chat.logs import TextLogObserver
+
+    return TextLogObserver(sys.stdout)
+
+
 def makeService(config: Options) -> IService:
     from twisted.internet import reactor
 
@@ -277,7 +299,7 @@ def makeService(config: Options) -> IService:
         room=cluster,
         log_relays=not config["quiet-relays"],
     )
-    service = ChatService(factory, json_log=config["log-format"] == "json", cluster=cluster)
+    service = ChatService(factory, log_observer=log_observer(config), cluster=cluster)
     for description in config["port"]:
         strports.service(description, factory).setServiceParent(service)
     if limits.idle_timeout:
