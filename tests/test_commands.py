@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat.commands import decode, fold, is_valid_name, split_command
+from chat.commands import _CONTROLS, decode, fold, is_valid_name, split_command
 
 
 def test_invalid_utf8_is_replaced() -> None:
@@ -15,6 +15,12 @@ def test_invalid_utf8_is_replaced() -> None:
 
 def test_control_characters_are_removed_but_tab_kept() -> None:
     assert decode(b"a\x1b[31mred\x07\x00 b\tc\x7f\xc2\x9b") == "a[31mred b\tc"
+
+
+@given(st.binary() | st.text().map(str.encode))
+def test_the_ascii_fast_path_decodes_like_the_general_one(raw: bytes) -> None:
+    general = raw.decode("utf-8", "replace").translate(_CONTROLS).strip()
+    assert decode(raw) == general
 
 
 @given(st.binary())
@@ -49,5 +55,7 @@ def test_invalid_names(name: str) -> None:
     assert not is_valid_name(name)
 
 
-def test_fold_ignores_case() -> None:
+def test_fold_ignores_case_and_look_alikes() -> None:
     assert fold("Bob") == fold("BOB") == "bob"
+    assert fold("alice") == fold("A1ICE") == fold("aIice") == fold("al1ce")
+    assert fold("B0B") == fold("bob")
