@@ -93,6 +93,12 @@ class ChatProtocol(Commands, LineReceiver):
             self.transport.loseConnection()
             return
         self._admitted = True
+        # Chat lines are small and a reader may never write back: with
+        # Nagle's algorithm each line would wait for the delayed ACK of the
+        # one before (40 ms). Writes are coalesced per reactor turn anyway.
+        setTcpNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if setTcpNoDelay is not None:
+            setTcpNoDelay(True)
         self.transport.registerProducer(self, True)
         factory.connections.add(self)
         clock = factory.clock
