@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
 import pytest
+from twisted.internet.task import Clock
+from twisted.logger import LogEvent, capturedLogs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -115,3 +117,16 @@ def time_limit() -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Time for protocol tests: advanced by hand, never by waiting."""
+    return Clock()
+
+
+@pytest.fixture
+def logs() -> Iterator[Sequence[LogEvent]]:
+    """Every event logged during the test."""
+    with capturedLogs() as events:
+        yield events

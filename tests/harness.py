@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
@@ -61,3 +61,20 @@ class Client:
 def logged(events: Sequence[LogEvent], *fragments: str) -> bool:
     """Whether one status line contains every fragment."""
     return any(all(f in formatEvent(event) for f in fragments) for event in events)
+
+
+def connector(factory: ChatFactory) -> Callable[..., Client]:
+    """
+    C{connect(name=None, host=...)}: a new client on C{factory}, greeted,
+    and registered as C{name} if one is given.
+    """
+    ports = iter(range(1000, 60000))
+
+    def connect(name: str | None = None, host: str = "10.0.0.1") -> Client:
+        client = Client(factory, next(ports), host)
+        assert client.lines() == GREETING
+        if name is not None:
+            assert client.send(f"JOIN {name}")[0].startswith(f"OK JOIN {name} ")
+        return client
+
+    return connect

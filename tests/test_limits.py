@@ -5,29 +5,18 @@ L{Clock}, so every timeout is hit for real and deterministically.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import LogEvent, capturedLogs
+from twisted.logger import LogEvent
 
 from chat.factory import ChatFactory
 from chat.limits import Limits, PeerCount, TokenBucket
 from harness import GREETING, Client, logged
 
 OFF = Limits(rate=0, join_timeout=0)
-
-
-@pytest.fixture
-def logs() -> Iterator[Sequence[LogEvent]]:
-    with capturedLogs() as events:
-        yield events
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 Connect = Callable[..., Client]

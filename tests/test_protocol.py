@@ -5,23 +5,16 @@ transports, no network. Every rule of the protocol has a test here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import pytest
 from twisted.internet.address import IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
-from twisted.logger import LogEvent, capturedLogs
 
 from chat.factory import ChatFactory
 from chat.limits import Limits
-from harness import GREETING, Client, logged
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+from harness import Client, connector, logged
 
 
 @pytest.fixture
@@ -32,23 +25,8 @@ def factory(clock: Clock) -> ChatFactory:
 
 
 @pytest.fixture
-def connect(factory: ChatFactory) -> Iterator:
-    ports = iter(range(5000, 6000))
-
-    def make(name: str | None = None) -> Client:
-        client = Client(factory, next(ports))
-        assert client.lines() == GREETING
-        if name is not None:
-            assert client.send(f"JOIN {name}")[0].startswith(f"OK JOIN {name} ")
-        return client
-
-    yield make
-
-
-@pytest.fixture
-def logs() -> Iterator[Sequence[LogEvent]]:
-    with capturedLogs() as events:
-        yield events
+def connect(factory: ChatFactory) -> Callable[..., Client]:
+    return connector(factory)
 
 
 # Registration

@@ -7,24 +7,19 @@ a Clock, then the same stories over real sockets against a real server.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from conftest import StartServer
 from twisted.internet.task import Clock
-from twisted.logger import LogEvent, capturedLogs
+from twisted.logger import LogEvent
 
 from chat.factory import ChatFactory
 from chat.limits import Limits
-from harness import GREETING, Client, logged
+from harness import Client, connector, logged
 from server import Client as SocketClient
 
 Connect = Callable[..., Client]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -34,23 +29,8 @@ def factory(clock: Clock) -> ChatFactory:
 
 
 @pytest.fixture
-def connect(factory: ChatFactory) -> Connect:
-    ports = iter(range(7000, 8000))
-
-    def make(name: str | None = None) -> Client:
-        client = Client(factory, next(ports))
-        assert client.lines() == GREETING
-        if name is not None:
-            assert client.send(f"JOIN {name}")[0].startswith(f"OK JOIN {name} ")
-        return client
-
-    return make
-
-
-@pytest.fixture
-def logs() -> Iterator[Sequence[LogEvent]]:
-    with capturedLogs() as events:
-        yield events
+def connect(factory: ChatFactory) -> Callable[..., Client]:
+    return connector(factory)
 
 
 # Resume
@@ -206,7 +186,7 @@ def test_status_human(connect: Connect, clock: Clock) -> None:
     clock.advance(42)
     lines = alice.send("STATUS")
     assert lines == [
-        "INFO User: alice, from 10.0.0.1:7000",
+        "INFO User: alice, from 10.0.0.1:1000",
         "INFO Users: 1 of 3",
         "INFO Connected: 42 seconds",
         "INFO Uptime: 42 seconds",
@@ -241,7 +221,7 @@ def test_machine_mode(connect: Connect) -> None:
     assert bot.send("LIST") == ["USER human here", "USER bot here", "OK LIST 2"]
     assert bot.send("FROB") == ["ERR UNKNOWN_MESSAGE FROB"]
     status = bot.send("STATUS")
-    assert status[0] == "STAT user bot 10.0.0.1:7000"
+    assert status[0] == "STAT user bot 10.0.0.1:1000"
     assert all(re.fullmatch(r"STAT \w+( \S+)+", line) for line in status[:-1])
     assert status[-1] == "OK STATUS"
     assert bot.send("MODE HUMAN") == ["OK MODE HUMAN: version 1 of the machine format"]
