@@ -5,6 +5,7 @@ transports, no network. Every rule of the protocol has a test here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
