@@ -480,11 +480,7 @@ class ClusterRoom(Service):
             self.publish(BROADCASTS, f"{self.node}\n" + data.decode())
         elif not self.available:
             raise RoomUnavailable("Redis is not connected")
-        reached = max(remote, 0)
-        held = 0
-        for member in [m for m in self._local.values() if m is not sender]:
-            outcome = member.deliver(data)
-            if outcome is not Delivery.DROPPED:
-                reached += 1
-                held += outcome is Delivery.HELD
-        return reached, held
+        local = [m for m in self._local.values() if m is not sender]
+        outcomes = [member.deliver(data) for member in local]
+        reached = max(remote, 0) + len(outcomes) - outcomes.count(Delivery.DROPPED)
+        return reached, outcomes.count(Delivery.HELD)

@@ -118,10 +118,9 @@ class Room:
         @return: C{(reached, held)}: how many members it reached, and how
             many of those hold it until they are back.
         """
-        reached = held = 0
-        for member in [m for m in self._members.values() if m is not sender]:
-            outcome = member.deliver(data)
-            if outcome is not Delivery.DROPPED:
-                reached += 1
-                held += outcome is Delivery.HELD
-        return reached, held
+        # The hot loop of a broadcast: one call a recipient, outcomes counted
+        # afterwards (a member may leave the room during the loop).
+        recipients = [m for m in self._members.values() if m is not sender]
+        outcomes = [member.deliver(data) for member in recipients]
+        held = outcomes.count(Delivery.HELD)
+        return len(outcomes) - outcomes.count(Delivery.DROPPED), held
