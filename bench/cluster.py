@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -32,16 +31,11 @@ import time
 from pathlib import Path
 
 from bench.procstat import process_cpu_seconds
+from bench.servers import free_port, twistd_executable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PORT_LINE = re.compile(rb"ChatFactory starting on (\d+)")
 SYNCED = b"in sync at version"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(path: Path, pattern: bytes | re.Pattern[bytes], timeout: float = 15) -> bytes:
@@ -149,7 +143,7 @@ def run(nodes: int, clients: int, duration: float, window: int, workdir: Path) -
             pin = ["taskset", "-c", str(n % cores)] if shutil.which("taskset") else []
             with open(log, "wb") as out:
                 node = subprocess.Popen(
-                    [*pin, "twistd", "-n", "--pidfile=", "chat",
+                    [*pin, twistd_executable(), "-n", "--pidfile=", "chat",
                      "--port", "tcp:0:interface=127.0.0.1", "--redis",
                      f"redis://127.0.0.1:{redis_port}/0", "--node-id", f"n{n}",
                      "--max-users", str(clients), "--rate-limit", "0", "--max-per-ip", "0",

@@ -10,7 +10,7 @@ each BCST reached exactly as many users as its receipt said and never its
 sender, nothing arrived twice or unannounced, and the server's log holds no
 traceback. RSS is sampled every second.
 
-    python bench/soak.py --clients 500 --seconds 600
+    python -m bench.soak --clients 500 --seconds 600
 
 Exit status 0 when clean, 1 with a list of problems otherwise.
 """
@@ -32,6 +32,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.procstat import rss_kib
+from bench.servers import twistd_executable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PORT_LINE = re.compile(rb"ChatFactory starting on (\d+)")
@@ -144,13 +147,6 @@ def balance(books: Books) -> None:
             )
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 async def soak(port: int, pid: int, clients: int, seconds: float, seed: int) -> dict:
     books = Books()
     rng = random.Random(seed)
@@ -193,7 +189,7 @@ def main() -> int:
         log_path = Path(tmp) / "twistd.log"
         with open(log_path, "wb") as log:
             server = subprocess.Popen(
-                ["twistd", "-n", "--pidfile=", "chat", "--port", "tcp:0:interface=127.0.0.1",
+                [twistd_executable(), "-n", "--pidfile=", "chat", "--port", "tcp:0:interface=127.0.0.1",
                  "--max-users", str(args.clients), "--max-per-ip", "0",
                  "--max-connections", str(args.clients + 100)],
                 cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},

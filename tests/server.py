@@ -395,3 +395,14 @@ def take_lines(client: Client) -> list[str]:
     """Every complete line already in C{client}'s buffer, without reading."""
     *lines, client.buffer = client.buffer.split(CRLF)
     return [line.decode("utf-8") for line in lines]
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throwaway key and certificate for C{localhost}, made by C{openssl}."""
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert

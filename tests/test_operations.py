@@ -16,7 +16,7 @@ from pathlib import Path
 
 from conftest import StartServer
 
-from server import ChatServer, Client
+from server import ChatServer, Client, self_signed_certificate
 
 
 def ports(server: ChatServer, what: str) -> list[int]:
@@ -36,12 +36,7 @@ def wait_for_ports(server: ChatServer, what: str, count: int = 1) -> list[int]:
 
 
 def test_tls_session_with_openssl_s_client(start_server: StartServer, tmp_path: Path) -> None:
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    key, cert = self_signed_certificate(tmp_path)
     server = start_server("--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
     (tls_port,) = wait_for_ports(server, "ChatFactory (TLS)")
     plain = Client(server.port)

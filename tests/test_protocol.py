@@ -101,7 +101,7 @@ def test_missing_arguments_get_usage(connect) -> None:
 # Unregistered clients
 
 
-@pytest.mark.parametrize("line", ["LIST", "MESG a hi", "BCST hi", "FOO", "123", "!!"])
+@pytest.mark.parametrize("line", ["LIST", "MESG a hi", "BCST hi", "STATUS", "FOO", "123", "!!"])
 def test_unregistered_user_gets_instructions(connect, line: str) -> None:
     assert connect().send(line) == [
         "ERR Unregistered User: register first with JOIN <username>; HELP lists the commands"

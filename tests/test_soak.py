@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-SOAK = Path(__file__).resolve().parent.parent / "bench" / "soak.py"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_one_minute_soak_loses_nothing() -> None:
     run = subprocess.run(
-        [sys.executable, str(SOAK), "--clients", "50", "--seconds", "60"],
+        [sys.executable, "-m", "bench.soak", "--clients", "50", "--seconds", "60"],
+        cwd=REPO_ROOT,
         check=False,
         capture_output=True,
         text=True,

@@ -20,7 +20,6 @@ import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -58,7 +57,7 @@ from chat.web.socket import (
 )
 from harness import GREETING
 from harness import Client as LineClient
-from server import REPO_ROOT, ChatServer, Client
+from server import REPO_ROOT, ChatServer, Client, self_signed_certificate
 
 HOST = "chat.example:8080"
 ORIGIN = "http://chat.example:8080"
@@ -563,12 +562,7 @@ def test_a_page_elsewhere_cannot_open_the_websocket(start_server: StartServer) -
 
 def test_websocket_over_tls(start_server: StartServer, tmp_path: Path) -> None:
     """C{--web ssl:...}: the chat protocol is the producer of a TLS transport."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    key, cert = self_signed_certificate(tmp_path)
     server = start_server("--web", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
     match = re.search(r"Site \(TLS\) starting on (\d+)", server.wait_for_log("Site (TLS)"))
     assert match is not None
