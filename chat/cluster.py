@@ -246,6 +246,7 @@ class ClusterRoom(Service):
         super().stopService()
         if self._heartbeat.running:
             self._heartbeat.stop()
+        self._flush()  # relays of this very turn, before waiting for the rest
         yield DeferredList(list(self._pending))
         if self.available:
             try:
@@ -293,19 +294,20 @@ class ClusterRoom(Service):
 
     def _flush(self) -> None:
         outbox, self._outbox = self._outbox, {}
+        if not outbox:
+            return
         if not self.available:
             self.log.warn("redis: lost before it could send {count} batches", count=len(outbox))
             return
         for channel, messages in outbox.items():
             self._background(self._redis.publish(channel, "\0".join(messages)), "publish")
 
-    def _beat(self) -> Deferred[None] | None:
+    def _beat(self) -> None:
         if not self.available:
-            return None
+            return
         renew = self._redis.set(self._keys[1], "1", pexpire=int(LEASE * 1000))
         self._background(renew, "lease renewal")
         self._background(self._redis.eval(SWEEP, [USERS, NODES, VERSION]), "sweep")
-        return None
 
     # Subscriber events
 
