@@ -4,9 +4,10 @@ Every line the server sends, in one place: the reply grammar.
 
 Each line is C{TAG SP rest CRLF}, and the tag says what the line is:
 
-  - C{INFO text}: a notice for people (greeting, help, shutdown); may come
+  - C{INFO text}: a notice for people (greeting, help, STATUS); may come
     at any time; programs can ignore it.
-  - C{USER name}: one registered user, in answer to LIST.
+  - C{USER name}: one registered user, in answer to LIST (C{(away)} after
+    it for a user in the grace period).
   - C{MESG sender: text} / C{BCST sender: text}: a private or broadcast
     message from another user. These are the only lines that carry what a
     user wrote, and only after the sender's name and C{": "}; user text
@@ -17,8 +18,10 @@ Each line is C{TAG SP rest CRLF}, and the tag says what the line is:
   - C{BYE Reason: details}: the server is closing the connection, and why;
     always the last line.
 
-Every command gets exactly one C{OK} or C{ERR} line, after any C{USER} or
-C{INFO} lines that belong to it, so a program knows where an answer ends.
+Every command gets exactly one C{OK} or C{ERR} line, after any C{USER},
+C{INFO} or replayed lines that belong to it, so a program knows where an
+answer ends. L{MachineFormat} (C{MODE MACHINE}) writes the same tags with
+fields only.
 """
 
 from __future__ import annotations
