@@ -6,7 +6,7 @@ capacity), the limits, the counters, and the orderly shutdown.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -15,12 +15,16 @@ from twisted.logger import Logger
 
 from chat import replies
 from chat.limits import Limits, PeerCount
+from chat.logs import RelayLog
 from chat.protocol import ChatProtocol
 from chat.room import Room
 from chat.stats import Stats
 
 if TYPE_CHECKING:
     from chat.cluster import ClusterRoom
+
+
+RELAY_LOG: Final = RelayLog(ChatProtocol.log)
 
 
 def describe(address: IAddress) -> tuple[str, str]:
@@ -41,8 +45,8 @@ class ChatFactory(ServerFactory):
 
     @ivar connections: every open connection, registered or not.
     @ivar peers: the count of connections, in all and per address.
-    @ivar log_relays: whether every MESG and BCST gets a status line (they
-        are always counted in the metrics).
+    @ivar relay_log: where every MESG and BCST gets its status line, or
+        C{None} for none (they are always counted in the metrics).
     @ivar shutdown_grace: seconds that clients get to read the shutdown
         notice before their connections are aborted.
     """
@@ -56,13 +60,13 @@ class ChatFactory(ServerFactory):
         limits: Limits | None = None,
         clock: IReactorTime | None = None,
         room: Room | ClusterRoom | None = None,
-        log_relays: bool = True,
+        relay_log: RelayLog | None = RELAY_LOG,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
         self.room = room if room is not None else Room(max_users)
         self.limits = limits or Limits()
-        self.log_relays = log_relays
+        self.relay_log = relay_log
         self.clock = clock
         self.started = clock.seconds()
         self.stats = Stats()

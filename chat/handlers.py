@@ -272,10 +272,9 @@ class Commands(_Base):
             return
         name = str(recipient.name)  # a recipient dropped by this delivery loses its name
         outcome = recipient.deliver(replies.relayed("MESG", str(self.name), text))
-        if self.factory.log_relays:
-            self.log.info(
-                "MESG {name} -> {to}: {outcome}", name=self.name, to=name, outcome=outcome.value
-            )
+        relay_log = self.factory.relay_log
+        if relay_log is not None:
+            relay_log.mesg(str(self.name), name, outcome.value)
         if outcome is Delivery.DROPPED:
             self._error(
                 replies.MESSAGE_DROPPED,
@@ -296,8 +295,9 @@ class Commands(_Base):
             return
         reached, held = self.room.broadcast(replies.relayed("BCST", str(self.name), rest), self)
         self.factory.stats.relayed["bcst"] += reached
-        if self.factory.log_relays:
-            self.log.info("BCST from {name} reached {count} users", name=self.name, count=reached)
+        relay_log = self.factory.relay_log
+        if relay_log is not None:
+            relay_log.bcst(str(self.name), reached)
         details = f"{reached}" + (f" ({held} of them away, held for them)" if held else "")
         self.deliver(self.format.ok("BCST", details, reached, held))
 

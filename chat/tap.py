@@ -19,6 +19,8 @@ from twisted.python import usage
 
 from chat.factory import ChatFactory
 from chat.limits import Limits
+from chat.logs import DirectRelayLog, RelayLog, TextLogObserver
+from chat.protocol import ChatProtocol
 
 if TYPE_CHECKING:
     from chat.cluster import ClusterRoom
@@ -278,9 +280,19 @@ def log_observer(config: Options) -> ILogObserver | None:
     to_stdout = logfile == "-" or (twistd.get("nodaemon") and not logfile)
     if not to_stdout or twistd.get("logger") or twistd.get("syslog"):
         return None
-    from chat.logs import TextLogObserver
-
     return TextLogObserver(sys.stdout)
+
+
+def relay_log(config: Options, observer: ILogObserver | None) -> RelayLog | None:
+    """
+    Where the status lines of MESG and BCST go: none with C{--quiet-relays},
+    straight into the fast text observer when it is the one in use.
+    """
+    if config["quiet-relays"]:
+        return None
+    if isinstance(observer, TextLogObserver):
+        return DirectRelayLog(ChatProtocol.log, observer)
+    return RelayLog(ChatProtocol.log)
 
 
 def makeService(config: Options) -> IService:
@@ -293,13 +305,14 @@ def makeService(config: Options) -> IService:
 
         node = config["node-id"] or default_node_id()
         cluster = ClusterRoom(config["max-users"], config["redis"], node, reactor)
+    observer = log_observer(config)
     factory = ChatFactory(
         max_users=config["max-users"],
         limits=limits,
         room=cluster,
-        log_relays=not config["quiet-relays"],
+        relay_log=relay_log(config, observer),
     )
-    service = ChatService(factory, log_observer=log_observer(config), cluster=cluster)
+    service = ChatService(factory, log_observer=observer, cluster=cluster)
     for description in config["port"]:
         strports.service(description, factory).setServiceParent(service)
     if limits.idle_timeout:

@@ -8,6 +8,8 @@ import time
 import pytest
 from twisted.internet.task import Clock
 from twisted.logger import (
+    ILogObserver,
+    Logger,
     LogLevel,
     formatEventAsClassicLogText,
     formatTime,
@@ -15,13 +17,20 @@ from twisted.logger import (
     timeFormatRFC3339,
 )
 from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
 
-from chat.logs import TextLogObserver
+from chat.logs import DirectRelayLog, RelayLog, TextLogObserver
+from chat.protocol import ChatProtocol
 from chat.tap import Options, log_observer
 
 
 class Output(io.StringIO):
     flushes = 0
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
 
     def flush(self) -> None:
         self.flushes += 1
@@ -68,22 +77,44 @@ def failure_event() -> dict[str, object]:
     ],
 )  # fmt: skip
 def test_lines_are_twistds_lines(logged: dict[str, object]) -> None:
-    text, out, _ = observer()
+    text, out, clock = observer()
     text(logged)
+    clock.advance(0)
     twistd = formatEventAsClassicLogText(
         logged, formatTime=lambda t: formatTime(t, timeFormatRFC3339)
     )
     assert out.getvalue() == (twistd or "")
 
 
-def test_info_is_flushed_once_per_reactor_turn() -> None:
+def test_info_is_written_once_per_reactor_turn() -> None:
+    # Even with PYTHONUNBUFFERED, where every write to stdout is a system call.
     text, out, clock = observer()
     for i in range(100):
         text(event("line {i}", i=i))
-    assert out.flushes == 0
+    assert (out.writes, out.flushes) == (0, 0)
     clock.advance(0)
-    assert out.flushes == 1
+    assert (out.writes, out.flushes) == (1, 1)
     assert out.getvalue().count("\n") == 100
+    clock.advance(0)
+    assert (out.writes, out.flushes) == (1, 1)
+
+
+def test_a_warning_writes_the_lines_before_it_in_order() -> None:
+    text, out, clock = observer()
+    text(event("first"))
+    text(event("slow consumer", log_level=LogLevel.warn))
+    assert out.writes == 1
+    assert [line.split("] ")[1] for line in out.getvalue().splitlines()] == [
+        "first",
+        "slow consumer",
+    ]
+    clock.advance(0)
+    assert out.writes == 1
+
+
+def test_twistd_takes_it_as_a_new_style_observer() -> None:
+    # A legacy observer would be wrapped, and every event converted, by twistd.
+    assert verifyObject(ILogObserver, observer()[0])
 
 
 def test_warnings_and_a_stopped_reactor_flush_at_once() -> None:
@@ -110,3 +141,27 @@ def test_twistd_text_on_stdout_gets_the_fast_observer() -> None:
     assert chosen(nodaemon=True, logfile=None, logger="my.observer") is None
     json = chosen("json", nodaemon=True)
     assert type(json) is type(jsonFileLogObserver(io.StringIO()))
+
+
+def test_direct_relay_lines_are_the_logged_lines() -> None:
+    def lines(relays: type[RelayLog]) -> list[str]:
+        out, clock = Output(), Clock()
+        text = TextLogObserver(out, clock.callLater, lambda: True, now=lambda: 1_700_000_000.5)
+        log = Logger(ChatProtocol.log.namespace, observer=text)
+        relay_log = relays(log) if relays is RelayLog else DirectRelayLog(log, text)
+        relay_log.mesg("alice", "bob", "delivered")
+        relay_log.bcst("bob", 3)
+        clock.advance(0)
+        return out.getvalue().splitlines()
+
+    logged, direct = lines(RelayLog), lines(DirectRelayLog)
+    # The same lines but for the time, which Logger takes from the clock.
+    assert (
+        [line.split(" ", 1)[1] for line in direct]
+        == [line.split(" ", 1)[1] for line in logged]
+        == [
+            "[chat.protocol.ChatProtocol#info] MESG alice -> bob: delivered",
+            "[chat.protocol.ChatProtocol#info] BCST from bob reached 3 users",
+        ]
+    )
+    assert direct[0].split(" ", 1)[0] == formatTime(1_700_000_000, timeFormatRFC3339)

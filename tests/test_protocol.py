@@ -320,7 +320,7 @@ def test_ipv6_peer_is_logged_with_brackets(factory, logs) -> None:
 
 
 def test_quiet_relays_skips_the_relay_status_lines_but_counts(factory, connect, logs) -> None:
-    factory.log_relays = False
+    factory.relay_log = None
     a, b = connect("a"), connect("b")
     a.send("MESG b hi")
     a.send("BCST all")

@@ -8,6 +8,7 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
+from chat.logs import DirectRelayLog, RelayLog
 from chat.tap import ChatService, Options, makeService
 
 
@@ -48,8 +49,20 @@ def test_make_service_listens_on_every_port_with_one_factory() -> None:
 
 
 def test_quiet_relays_flag() -> None:
-    assert makeService(parse()).factory.log_relays
-    assert not makeService(parse("--quiet-relays")).factory.log_relays
+    assert makeService(parse()).factory.relay_log is not None
+    assert makeService(parse("--quiet-relays")).factory.relay_log is None
+
+
+def test_relay_lines_go_straight_to_the_fast_text_observer() -> None:
+    def relays(*args: str, **twistd: object) -> RelayLog | None:
+        options = parse(*args)
+        options.parent = twistd  # twistd's own options, as when run by twistd
+        return makeService(options).factory.relay_log
+
+    assert type(relays(nodaemon=True, logfile=None)) is DirectRelayLog
+    assert type(relays(nodaemon=True, logfile="chat.log")) is RelayLog
+    assert type(relays("--log-format", "json", nodaemon=True)) is RelayLog
+    assert relays("--quiet-relays", nodaemon=True) is None
 
 
 def test_plugin_is_discoverable() -> None:
