@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from chat import replies
 from chat.limits import Limits, PeerCount
 from chat.logs import RelayLog
+from chat.outbox import Outbox
 from chat.protocol import ChatProtocol
 from chat.room import Room
 from chat.stats import Stats
@@ -45,6 +46,7 @@ class ChatFactory(ServerFactory):
 
     @ivar connections: every open connection, registered or not.
     @ivar peers: the count of connections, in all and per address.
+    @ivar outbox: the connections with output gathered in this reactor turn.
     @ivar relay_log: where every MESG and BCST gets its status line, or
         C{None} for none (they are always counted in the metrics).
     @ivar shutdown_grace: seconds that clients get to read the shutdown
@@ -68,6 +70,7 @@ class ChatFactory(ServerFactory):
         self.limits = limits or Limits()
         self.relay_log = relay_log
         self.clock = clock
+        self.outbox = Outbox(clock)
         self.started = clock.seconds()
         self.stats = Stats()
         self.peers = PeerCount()

@@ -19,6 +19,7 @@ from chat import replies
 from chat.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
 from chat.handlers import Commands
 from chat.limits import TokenBucket
+from chat.outbox import FLUSH_AT, write
 from chat.room import Delivery
 from chat.session import AwaySession
 from chat.telnet import TelnetInput
@@ -82,6 +83,9 @@ class ChatProtocol(Commands, LineReceiver):
         # Made when first needed: an empty deque costs 600 bytes a connection.
         self._backlog: deque[bytes | _LineTooLong] | None = None
         self._backlogBytes = 0
+        self._outbox = factory.outbox
+        self._out: list[bytes] = []
+        self._outBytes = 0
 
     # Connection lifecycle
 
@@ -115,6 +119,7 @@ class ChatProtocol(Commands, LineReceiver):
 
     def connectionLost(self, reason: Failure = None) -> None:
         self._gone = True
+        self._out.clear()
         if not self._admitted:
             return
         self._admitted = False
@@ -172,6 +177,7 @@ class ChatProtocol(Commands, LineReceiver):
         if self._gone:
             return
         self.deliver(data)
+        self.flush()
         self._gone = True
         self._leave()
         # A transport with a registered producer waits for it before closing.
@@ -213,7 +219,10 @@ class ChatProtocol(Commands, LineReceiver):
     # Output and flow control
 
     def deliver(self, data: bytes) -> Delivery:
-        """Queue C{data} for this client, dropping it if it stopped reading."""
+        """
+        Queue C{data} for this client, dropping it if it stopped reading.
+        It is sent at the end of the reactor turn (L{chat.outbox}).
+        """
         if self._gone:
             return Delivery.DROPPED
         if self._blocked:
@@ -221,8 +230,23 @@ class ChatProtocol(Commands, LineReceiver):
             if self._queuedWhileBlocked > self.factory.limits.max_outbound:
                 self._dropSlowConsumer()
                 return Delivery.DROPPED
-        self.transport.write(data)
+        out = self._out
+        if not out:
+            self._outbox.add(self)
+        out.append(data)
+        self._outBytes += len(data)
+        if self._outBytes >= FLUSH_AT:
+            self.flush()
         return _DELIVERED
+
+    def flush(self) -> None:
+        """Hand what this turn gathered for the client to its transport."""
+        out = self._out
+        if out:
+            data = b"".join(out)
+            out.clear()
+            self._outBytes = 0
+            write(self.transport, data)
 
     def pauseProducing(self) -> None:
         # The transport calls this again on every write while its buffer is
@@ -240,6 +264,7 @@ class ChatProtocol(Commands, LineReceiver):
         self._gone = True
         name = self._leave()
         self.factory.stats.limits["max_outbound"] += 1
+        self._out.clear()
         self.log.warn(
             "dropped slow consumer {name} at {peer}: more than {limit} bytes unread",
             name=name or "(unregistered)",

@@ -38,13 +38,19 @@ class Client:
         self.protocol.dataReceived(data)
         return self.lines()
 
+    def raw(self) -> bytes:
+        """The bytes written since the last call, at the end of the reactor turn."""
+        self.protocol.factory.outbox.flush()
+        out = self.transport.value()
+        self.transport.clear()
+        return out
+
     def lines(self) -> list[str]:
         """
         The lines written since the last call. A resume token is random: it
         is kept in L{token} and shown as C{T} in the lines.
         """
-        out = self.transport.value()
-        self.transport.clear()
+        out = self.raw()
         assert out == b"" or out.endswith(b"\r\n"), out
         lines = out.decode("utf-8").split("\r\n")[:-1]
         for i, line in enumerate(lines):

@@ -418,6 +418,37 @@ def test_pipelining(start_server: StartServer) -> None:
     alice.assert_silent()
 
 
+def test_a_slow_reader_gets_everything_in_order(start_server: StartServer) -> None:
+    """
+    Output goes straight to the socket while the socket takes it, and through
+    Twisted's buffer once it does not: across the switch, in both directions
+    and many times over, nothing is lost, doubled or reordered.
+    """
+    server = start_server("--max-outbound", str(64 << 20), *NO_FLOOD_CONTROL)
+    alice, reader = Client(server.port), Client(server.port, rcvbuf=4096)
+    alice.join("alice")
+    reader.join("reader")
+    text = "m" * 1000
+    count, batch = 6000, 100  # 6 MB: past every kernel buffer on the way
+    got = 0
+    for start in range(0, count, batch):
+        alice.send(
+            b"".join(
+                b"MESG reader %d %s\r\n" % (n, text.encode()) for n in range(start, start + batch)
+            )
+        )
+        for _ in range(batch):
+            assert alice.read_line() == "OK MESG reader delivered"
+        if start % (10 * batch) == 0:  # a short read now and then
+            for _ in range(batch // 2):
+                assert reader.read_line() == f"MESG alice: {got} {text}"
+                got += 1
+    while got < count:
+        assert reader.read_line() == f"MESG alice: {got} {text}"
+        got += 1
+    reader.assert_silent()
+
+
 def _relay(number: int) -> list[str]:
     """What bob receives for alice's pipelined command C{number}."""
     if number % 5 == 0:

@@ -172,6 +172,7 @@ class WebSocketClient:
         )
         self.transport.registerProducer(HTTPChannelStandIn(), True)
         self.protocol: ChatWebSocketProtocol = factory.buildProtocol(peer)
+        self._outbox = factory.chat.outbox
         self.protocol.makeConnection(self.transport)
         request = [
             "GET /ws HTTP/1.1",
@@ -196,6 +197,7 @@ class WebSocketClient:
 
     def messages(self) -> list[str]:
         """The text messages received since the last call (close frames noted)."""
+        self._outbox.flush()  # the end of the reactor turn
         frames, self._buffer = parse_frames(self._buffer + self.transport.value())
         self.transport.clear()
         messages = []
