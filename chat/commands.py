@@ -14,7 +14,6 @@ MAX_NAME_LENGTH: Final = 32
 NAME_RULE: Final = f"1 to {MAX_NAME_LENGTH} ASCII letters and digits"
 
 _NAME = re.compile(rf"[A-Za-z0-9]{{1,{MAX_NAME_LENGTH}}}")
-_VERB = re.compile(r"[A-Za-z]+")
 
 # C0 controls but TAB, DEL, and the C1 controls: the code points a terminal
 # may act on (ESC starts an escape sequence, CR and LF start a fake line).
@@ -51,7 +50,7 @@ def split_command(text: str) -> tuple[str, str]:
     """
     parts = text.split(None, 1)
     verb = parts[0]
-    if _VERB.fullmatch(verb):
+    if verb.isascii() and verb.isalpha():
         verb = verb.upper()
     return verb, parts[1] if len(parts) > 1 else ""
 

@@ -11,7 +11,7 @@ that same line as if it were a new command.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 
 class _LineTooLong:
@@ -53,24 +53,24 @@ class LineSplitter:
         if self._buffer:
             data = self._buffer + data
             self._buffer = b""
-        lines: list[bytes | _LineTooLong] = []
-        start = 0
         if self._discarding:
             newline = data.find(b"\n")
             if newline < 0:
-                return lines
-            start = newline + 1
+                return []
+            data = data[newline + 1 :]
             self._discarding = False
+        # Whole reads at the C level: one split, then one pass for the CRs.
+        *lines, rest = data.split(b"\n")
         limit = self.max_length
-        find = data.find
-        while (newline := find(b"\n", start)) >= 0:
-            stop = newline - 1 if newline > start and data[newline - 1] == 13 else newline
-            lines.append(data[start:stop] if stop - start <= limit else LINE_TOO_LONG)
-            start = newline + 1
-        rest = len(data) - start
-        if rest > limit + 1:  # one extra byte: the CR of a CR LF may be pending
-            lines.append(LINE_TOO_LONG)
+        stripped = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        found: list[bytes | _LineTooLong]
+        if stripped and max(map(len, stripped)) > limit:
+            found = [line if len(line) <= limit else LINE_TOO_LONG for line in stripped]
+        else:
+            found = cast("list[bytes | _LineTooLong]", stripped)
+        if len(rest) > limit + 1:  # one extra byte: the CR of a CR LF may be pending
+            found.append(LINE_TOO_LONG)
             self._discarding = True
         elif rest:
-            self._buffer = data[start:]
-        return lines
+            self._buffer = rest
+        return found

@@ -271,10 +271,12 @@ class Commands(_Base):
             self._error(replies.UNKNOWN_RECIPIENT, f"nobody named {to} is registered", to)
             return
         name = str(recipient.name)  # a recipient dropped by this delivery loses its name
-        outcome = recipient.deliver(replies.relayed("MESG", str(self.name), text))
+        sender = str(self.name)
+        outcome = recipient.deliver(replies.relayed("MESG", sender, text))
+        value = outcome.value
         relay_log = self.factory.relay_log
         if relay_log is not None:
-            relay_log.mesg(str(self.name), name, outcome.value)
+            relay_log.mesg(sender, name, value)
         if outcome is Delivery.DROPPED:
             self._error(
                 replies.MESSAGE_DROPPED,
@@ -286,8 +288,8 @@ class Commands(_Base):
         if outcome is Delivery.HELD:
             details = f"{name} held: {name} lost the connection and gets it on resuming"
         else:
-            details = f"{name} {outcome.value}"
-        self.deliver(self.format.ok("MESG", details, name, outcome.value))
+            details = f"{name} {value}"
+        self.deliver(self.format.ok("MESG", details, name, value))
 
     def do_BCST(self, rest: str) -> None:
         if not rest:

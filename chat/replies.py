@@ -80,7 +80,7 @@ def relayed(verb: str, sender: str, text: str) -> bytes:
     A user's message as its recipients see it (C{verb}: MESG or BCST). The
     same in both formats, so a broadcast is encoded once for everyone.
     """
-    return line(f"{verb} {sender}: {text}")
+    return f"{verb} {sender}: {text}\r\n".encode()
 
 
 def code(reason: str) -> str:
@@ -101,7 +101,7 @@ class Format:
     machine = False
 
     def ok(self, verb: str, human: str, *fields: object) -> bytes:
-        return line(f"OK {verb} {human}")
+        return f"OK {verb} {human}\r\n".encode()
 
     def error(self, reason: str, details: str, *fields: object) -> bytes:
         return line(f"ERR {reason}: {details}")
