@@ -40,6 +40,21 @@ def decode(line: bytes) -> str:
     return line.decode("utf-8", "replace").translate(_CONTROLS).strip()
 
 
+def split_message(line: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """
+    The first three words of a raw ASCII line, the third running to its
+    end, cleaned exactly as L{decode} and C{str.split} would clean them; or
+    C{None} for a line that is not ASCII or has fewer words. This is MESG's
+    fast path: no text is decoded.
+    """
+    if not line.isascii():
+        return None
+    words = line.translate(None, _CONTROL_BYTES).split(None, 2)
+    if len(words) < 3:
+        return None
+    return words[0], words[1], words[2].rstrip()
+
+
 def split_command(text: str) -> tuple[str, str]:
     """
     Split a decoded line into its command word and the rest.

@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from chat import replies
-from chat.commands import NAME_RULE, decode, is_valid_name, split_command
+from chat.commands import NAME_RULE, decode, is_valid_name, split_command, split_message
 from chat.room import Admission, Delivery, Member, RoomUnavailable
 from chat.session import AwaySession, is_token, new_token
 
@@ -39,9 +39,25 @@ class Commands(_Base):
         """
         Run one command.
 
+        The most frequent, a MESG in ASCII to a user on this server, is
+        relayed without decoding the line; everything else, and anything
+        unusual about a MESG, goes through L{command}.
+
         @return: a L{Deferred} if the command waits for the room; no later
             line is processed before it fires.
         """
+        if self.name is not None and (words := split_message(line)) is not None:
+            verb, to, text = words
+            if verb.upper() == b"MESG":
+                recipient = self.room.findLocal(to.decode())
+                if recipient is not None:
+                    self.factory.stats.commands["MESG"] += 1
+                    self._mesg(recipient, replies.relayed_ascii(b"MESG", self.name, text))
+                    return None
+        return self.command(line)
+
+    def command(self, line: bytes) -> Deferred[None] | None:
+        """Run one command: the general path of L{lineReceived}."""
         text = decode(line)
         if not text:
             return None
@@ -270,9 +286,13 @@ class Commands(_Base):
             self.log.info("{name} sent MESG to unknown recipient {to!r}", name=self.name, to=to)
             self._error(replies.UNKNOWN_RECIPIENT, f"nobody named {to} is registered", to)
             return
+        self._mesg(recipient, replies.relayed("MESG", str(self.name), text))
+
+    def _mesg(self, recipient: Member, data: bytes) -> None:
+        """Deliver a MESG, then its status line, its count and its receipt."""
         name = str(recipient.name)  # a recipient dropped by this delivery loses its name
         sender = str(self.name)
-        outcome = recipient.deliver(replies.relayed("MESG", sender, text))
+        outcome = recipient.deliver(data)
         value = outcome.value
         relay_log = self.factory.relay_log
         if relay_log is not None:

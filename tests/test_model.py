@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 
 from chat.commands import fold
 from chat.factory import ChatFactory
@@ -246,3 +247,48 @@ def test_arbitrary_bytes_never_break_the_server(chunks: list[bytes]) -> None:
         assert not any(ord(c) < 0x20 and c != "\t" for c in line)
     if not fuzzer.closed:
         assert witness.send("LIST")[-1].startswith("OK LIST")
+
+
+# Mostly MESGs the fast path takes, with the variations it must get right;
+# the rest are near misses that it must leave to the general path.
+MESG_WORDS = st.sampled_from(["MESG", "mesg", "MeSg", "MESG", "MESGX", "BCST"])
+NAMES = st.sampled_from(["B0b", "bob", "BOB", "dave", "alice", "nobody", "b!", "\xe9"])
+SPACES = st.sampled_from([" ", "  ", "\t", " \x01", "\x7f ", " ", "", "\x1b"])
+TEXTS = st.text(alphabet="ab \t\x00\x1b\x7f", min_size=1, max_size=8) | st.text(
+    alphabet="a \xe9\u2028\u0085", max_size=4
+)
+
+
+@st.composite
+def mesg_lines(draw: st.DrawFn) -> bytes:
+    """Lines near a MESG: odd case, spacing, controls, names, non-ASCII."""
+    parts = [draw(SPACES), draw(MESG_WORDS), draw(SPACES), draw(NAMES), draw(SPACES)]
+    text = draw(TEXTS)
+    line = "".join(parts) + text
+    if draw(st.booleans()):
+        line += draw(SPACES)
+    return line.encode("utf-8").replace(b"\r", b"")
+
+
+def transcript(lines: list[bytes], general: bool) -> list[list[str]]:
+    """What everyone sees and what is logged when alice sends C{lines}."""
+    limits = Limits(rate=0, max_line=200, join_timeout=0, grace=60)
+    factory = ChatFactory(max_users=5, limits=limits, clock=Clock())
+    with capturedLogs() as events:
+        alice, bob, dave = (Client(factory, port) for port in (1, 2, 3))
+        for client, name in ((alice, "alice"), (bob, "B0b"), (dave, "dave")):
+            client.send(f"JOIN {name}")
+            client.lines()
+        dave.transport.loseConnection()  # away: messages to dave are held
+        if general:
+            alice.protocol.lineReceived = alice.protocol.command  # type: ignore[method-assign]
+        for line in lines:
+            alice.protocol.dataReceived(line + b"\r\n")
+        seen = [alice.lines(), bob.lines()]
+    return [*seen, [formatEvent(event) for event in events]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(mesg_lines(), min_size=1, max_size=6))
+def test_the_mesg_fast_path_answers_as_the_general_path(lines: list[bytes]) -> None:
+    assert transcript(lines, general=False) == transcript(lines, general=True)
