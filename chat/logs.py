@@ -88,18 +88,18 @@ class TextLogObserver:
         Write the line of an info event logged now, without the event:
         C{tag} is C{[namespace#info]}, C{text} the formatted message.
 
-        For lines logged in a reactor turn: the line waits for the end of
-        the turn even if the reactor has stopped meanwhile, until the next
-        event or the observer's last one (twistd's C{Main loop terminated})
-        writes it.
+        For lines logged in a reactor turn, which all bear the time of the
+        turn's first line. A line waits for the end of the turn even if the
+        reactor has stopped meanwhile, until the next event or the
+        observer's last one (twistd's C{Main loop terminated}) writes it.
         """
-        second = int(self._now())
-        if second != self._second:
-            self._second, self._stamp = second, formatTime(second, timeFormatRFC3339)
         pending = self._pending
-        pending.append(f"{self._stamp} {tag} {text}\n")
-        if len(pending) == 1:
+        if not pending:
+            second = int(self._now())
+            if second != self._second:
+                self._second, self._stamp = second, formatTime(second, timeFormatRFC3339)
             self._callLater(0, self._flush)
+        pending.append(f"{self._stamp} {tag} {text}\n")
 
     def _add(self, line: str, urgent: bool) -> None:
         pending = self._pending

@@ -165,3 +165,18 @@ def test_direct_relay_lines_are_the_logged_lines() -> None:
         ]
     )
     assert direct[0].split(" ", 1)[0] == formatTime(1_700_000_000, timeFormatRFC3339)
+
+
+def test_relay_lines_bear_the_time_of_their_turn() -> None:
+    out, clock, now = Output(), Clock(), [1_700_000_000.9]
+    text = TextLogObserver(out, clock.callLater, lambda: True, now=lambda: now[0])
+    relay_log = DirectRelayLog(Logger(ChatProtocol.log.namespace, observer=text), text)
+    relay_log.mesg("a", "b", "delivered")
+    now[0] += 0.2  # a long turn: the second has changed
+    relay_log.mesg("a", "b", "delivered")
+    clock.advance(0)
+    relay_log.mesg("a", "b", "delivered")
+    clock.advance(0)
+    stamps = [line.split(" ", 1)[0] for line in out.getvalue().splitlines()]
+    first, second = (formatTime(t, timeFormatRFC3339) for t in (1_700_000_000, 1_700_000_001))
+    assert stamps == [first, first, second]
