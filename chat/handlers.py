@@ -291,12 +291,11 @@ class Commands(_Base):
     def _mesg(self, recipient: Member, data: bytes) -> None:
         """Deliver a MESG, then its status line, its count and its receipt."""
         name = str(recipient.name)  # a recipient dropped by this delivery loses its name
-        sender = str(self.name)
         outcome = recipient.deliver(data)
-        value = outcome.value
+        value = outcome._value_  # a plain attribute; .value is a slower property
         relay_log = self.factory.relay_log
         if relay_log is not None:
-            relay_log.mesg(sender, name, value)
+            relay_log.mesg(str(self.name), name, value)
         if outcome is Delivery.DROPPED:
             self._error(
                 replies.MESSAGE_DROPPED,
@@ -307,9 +306,9 @@ class Commands(_Base):
         self.factory.stats.relayed["mesg"] += 1
         if outcome is Delivery.HELD:
             details = f"{name} held: {name} lost the connection and gets it on resuming"
+            self.deliver(self.format.ok("MESG", details, name, value))
         else:
-            details = f"{name} {value}"
-        self.deliver(self.format.ok("MESG", details, name, value))
+            self.deliver(self.format.receipt(name, value))
 
     def do_BCST(self, rest: str) -> None:
         if not rest:

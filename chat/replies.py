@@ -108,6 +108,13 @@ class Format:
     def ok(self, verb: str, human: str, *fields: object) -> bytes:
         return f"OK {verb} {human}\r\n".encode()
 
+    def receipt(self, name: str, outcome: str) -> bytes:
+        """
+        C{OK MESG name outcome} for a message delivered, or sent to another
+        node: the same line in both formats, and the most frequent reply.
+        """
+        return f"OK MESG {name} {outcome}\r\n".encode()
+
     def error(self, reason: str, details: str, *fields: object) -> bytes:
         return line(f"ERR {reason}: {details}")
 

@@ -58,11 +58,14 @@ class Room:
     @ivar capacity: the most members registered at once.
     """
 
-    __slots__ = ("_members", "capacity")
+    __slots__ = ("_members", "_spelled", "capacity")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._members: dict[str, Member] = {}
+        # The same members by their names as registered: most lookups use
+        # that spelling and are spared the folding.
+        self._spelled: dict[str, Member] = {}
 
     def __len__(self) -> int:
         return len(self._members)
@@ -78,7 +81,7 @@ class Room:
         key = fold(name)
         if key in self._members:
             return Admission.TAKEN
-        self._members[key] = member
+        self._members[key] = self._spelled[name] = member
         member.name = name
         return Admission.JOINED
 
@@ -90,19 +93,20 @@ class Room:
         """
         if member.name is None or self._members.get(fold(member.name)) is not member:
             return False
-        del self._members[fold(member.name)]
+        del self._members[fold(member.name)], self._spelled[member.name]
         return True
 
     def find(self, name: str) -> Member | None:
         """The member registered as C{name}, in any case, or C{None}."""
-        return self._members.get(fold(name))
+        member = self._spelled.get(name)
+        return member if member is not None else self._members.get(fold(name))
 
     findLocal = find  # every member of a single room is local
 
     def replace(self, old: Member, new: Member) -> None:
         """Put C{new} in C{old}'s place under the same name (away and back)."""
         new.name = old.name
-        self._members[fold(str(old.name))] = new
+        self._members[fold(str(old.name))] = self._spelled[str(old.name)] = new
 
     def names(self) -> list[tuple[str, bool]]:
         """

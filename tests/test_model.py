@@ -213,12 +213,15 @@ class Room(RuleBasedStateMachine):
         assert len(room) == len(self.users) <= CAPACITY
         for user in self.users.values():
             member = room.find(user.name)
+            assert room.find(user.name.swapcase()) is member  # found by its folding too
             if user.client is None:
                 assert isinstance(member, AwaySession)
                 assert [line.decode().rstrip("\r\n") for line in member.held] == user.held
             else:
                 assert member is self.clients[user.client].protocol  # type: ignore[union-attr]
         assert {fold(name) for name, _ in room.names()} == set(self.users)
+        # The index by registered spelling holds the same members.
+        assert room._spelled == {member.name: member for member in room._members.values()}
         assert len(self.factory.connections) == sum(
             c is not None and not c.closed for c in self.clients
         )

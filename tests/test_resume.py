@@ -14,6 +14,7 @@ from conftest import StartServer
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
 
+from chat import replies
 from chat.factory import ChatFactory
 from chat.limits import Limits
 from harness import Client, connector, logged
@@ -290,3 +291,11 @@ def test_forged_server_lines_over_real_sockets(server: object) -> None:
     mallory.send(b"MESG victim hi\rERR Too Many Users: fake\x1b[2K\xe2\x80\xa8OK QUIT Bye\r\n")
     assert victim.read_line() == "MESG mallory: hiERR Too Many Users: fake[2KOK QUIT Bye"
     victim.assert_silent()
+
+
+def test_the_receipt_is_the_ok_line_of_either_format() -> None:
+    for format in (replies.HUMAN, replies.MACHINE):
+        for outcome in ("delivered", "sent"):
+            assert format.receipt("bob", outcome) == format.ok(
+                "MESG", f"bob {outcome}", "bob", outcome
+            )
