@@ -24,7 +24,7 @@ _CONTROLS: Final = dict.fromkeys(
 
 
 # The same for ASCII bytes, which have no C1 controls and no separators.
-_CONTROL_BYTES: Final = bytes(c for c in range(0x20) if c != 0x09) + b"\x7f"
+CONTROL_BYTES: Final = bytes(c for c in range(0x20) if c != 0x09) + b"\x7f"
 
 
 def decode(line: bytes) -> str:
@@ -36,23 +36,8 @@ def decode(line: bytes) -> str:
     cleaned as bytes, five times faster than as text.
     """
     if line.isascii():
-        return line.translate(None, _CONTROL_BYTES).decode("ascii").strip()
+        return line.translate(None, CONTROL_BYTES).decode("ascii").strip()
     return line.decode("utf-8", "replace").translate(_CONTROLS).strip()
-
-
-def split_message(line: bytes) -> tuple[bytes, bytes, bytes] | None:
-    """
-    The first three words of a raw ASCII line, the third running to its
-    end, cleaned exactly as L{decode} and C{str.split} would clean them; or
-    C{None} for a line that is not ASCII or has fewer words. This is MESG's
-    fast path: no text is decoded.
-    """
-    if not line.isascii():
-        return None
-    words = line.translate(None, _CONTROL_BYTES).split(None, 2)
-    if len(words) < 3:
-        return None
-    return words[0], words[1], words[2].rstrip()
 
 
 def split_command(text: str) -> tuple[str, str]:

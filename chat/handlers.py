@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from chat import replies
-from chat.commands import NAME_RULE, decode, is_valid_name, split_command, split_message
+from chat.commands import CONTROL_BYTES, NAME_RULE, decode, is_valid_name, split_command
 from chat.room import Admission, Delivery, Member, RoomUnavailable
 from chat.session import AwaySession, is_token, new_token
 
@@ -46,13 +46,16 @@ class Commands(_Base):
         @return: a L{Deferred} if the command waits for the room; no later
             line is processed before it fires.
         """
-        if self.name is not None and (words := split_message(line)) is not None:
-            verb, to, text = words
-            if verb.upper() == b"MESG":
-                recipient = self.room.findLocal(to.decode())
+        name = self.name
+        if name is not None and line.isascii():
+            # Cleaned as decode() and split as str.split() would do it; the
+            # relayed line is the one replies.relayed() makes.
+            words = line.translate(None, CONTROL_BYTES).split(None, 2)
+            if len(words) == 3 and words[0].upper() == b"MESG":
+                recipient = self.room.findLocal(words[1].decode())
                 if recipient is not None:
                     self.factory.stats.commands["MESG"] += 1
-                    self._mesg(recipient, replies.relayed_ascii(b"MESG", self.name, text))
+                    self._mesg(recipient, b"MESG %b: %b\r\n" % (name.encode(), words[2].rstrip()))
                     return None
         return self.command(line)
 

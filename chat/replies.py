@@ -83,11 +83,6 @@ def relayed(verb: str, sender: str, text: str) -> bytes:
     return f"{verb} {sender}: {text}\r\n".encode()
 
 
-def relayed_ascii(verb: bytes, sender: str, text: bytes) -> bytes:
-    """L{relayed} for a text that is clean ASCII bytes already."""
-    return b"%b %b: %b\r\n" % (verb, sender.encode(), text)
-
-
 def code(reason: str) -> str:
     """The machine form of a reason: C{Too Many Users} -> C{TOO_MANY_USERS}."""
     return reason.upper().replace(" ", "_")
