@@ -71,6 +71,7 @@ class TextLogObserver:
         self._pending: list[str] = []
         self._second: int | None = None
         self._stamp = ""
+        self._turnStamp: str | None = None  # the time of this turn's relay lines
 
     def __call__(self, event: LogEvent) -> None:
         text = self._fast(event)
@@ -89,17 +90,20 @@ class TextLogObserver:
         C{tag} is C{[namespace#info]}, C{text} the formatted message.
 
         For lines logged in a reactor turn, which all bear the time of the
-        turn's first line. A line waits for the end of the turn even if the
+        turn's first such line. A line waits for the end of the turn even if the
         reactor has stopped meanwhile, until the next event or the
         observer's last one (twistd's C{Main loop terminated}) writes it.
         """
         pending = self._pending
         if not pending:
+            self._callLater(0, self._flush)
+        stamp = self._turnStamp
+        if stamp is None:
             second = int(self._now())
             if second != self._second:
                 self._second, self._stamp = second, formatTime(second, timeFormatRFC3339)
-            self._callLater(0, self._flush)
-        pending.append(f"{self._stamp} {tag} {text}\n")
+            stamp = self._turnStamp = self._stamp
+        pending.append(f"{stamp} {tag} {text}\n")
 
     def _add(self, line: str, urgent: bool) -> None:
         pending = self._pending
@@ -132,10 +136,16 @@ class TextLogObserver:
         return f"{self._stamp} [{event.get('log_namespace', '-')}#{level.name}] {text}\n"
 
     def _flush(self) -> None:
-        """Write the lines kept so far, in one system call."""
+        """
+        Write the lines kept so far, in one system call. They are let go
+        first: a write that fails (a full non-blocking pipe, a reader gone)
+        loses them rather than keeping every later line too.
+        """
+        self._turnStamp = None
         if self._pending:
-            self._file.write("".join(self._pending))
+            text = "".join(self._pending)
             self._pending.clear()
+            self._file.write(text)
             self._file.flush()
 
 

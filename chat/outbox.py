@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import ITransport
+
+log = Logger()
 
 FLUSH_AT = 64 * 1024
 """Bytes gathered for one connection that are handed on at once, mid-turn,
@@ -61,10 +64,16 @@ class Outbox:
         self._dirty.append(sender)
 
     def flush(self) -> None:
-        """Hand on the bytes gathered by every connection, in order."""
+        """
+        Hand on the bytes gathered by every connection, in order; one that
+        fails does not hold up the others.
+        """
         dirty, self._dirty = self._dirty, None
         for sender in dirty or ():
-            sender.flush()
+            try:
+                sender.flush()
+            except Exception:  # noqa: BLE001 - logged; the other connections still get theirs
+                log.failure("sending the output of {sender!r} failed", sender=sender)
 
 
 def write(transport: ITransport | Any, data: bytes) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
+import os
 import time
 
 import pytest
@@ -180,3 +183,83 @@ def test_relay_lines_bear_the_time_of_their_turn() -> None:
     stamps = [line.split(" ", 1)[0] for line in out.getvalue().splitlines()]
     first, second = (formatTime(t, timeFormatRFC3339) for t in (1_700_000_000, 1_700_000_001))
     assert stamps == [first, first, second]
+
+
+# A failed write, and the time of relay lines after a line Twisted formatted
+
+
+def drain(fd: int) -> bytes:
+    """Whatever the pipe holds now (its read end is non-blocking)."""
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_a_log_write_that_fails_once_does_not_stop_the_relay_lines() -> None:
+    # Standard output is a pipe that is full for a moment (a log shipper that
+    # lags, O_NONBLOCK set by a process sharing it): one write fails.
+    read, write = os.pipe()
+    for fd in (read, write):
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+    clock = Clock()
+    with os.fdopen(write, "w") as out, os.fdopen(read, "rb", buffering=0):
+        text = TextLogObserver(out, clock.callLater, lambda: True)
+        relays = DirectRelayLog(Logger(ChatProtocol.log.namespace, observer=text), text)
+        relays.mesg("alice", "bob", "x" * 1_000_000)  # more than the pipe holds
+        with pytest.raises(BlockingIOError):
+            clock.advance(0)
+        drain(read)  # the reader catches up
+        for turn in range(3):
+            relays.mesg("alice", "bob", f"delivered {turn}")
+            clock.advance(0)
+        assert b"MESG alice -> bob: delivered 2" in drain(read)
+
+
+def test_a_log_that_cannot_be_written_does_not_keep_every_line() -> None:
+    # Standard output is a pipe whose reader is gone (EPIPE on every write).
+    read, write = os.pipe()
+    os.close(read)
+    clock = Clock()
+    out = os.fdopen(write, "w")
+    text = TextLogObserver(out, clock.callLater, lambda: True)
+    relays = DirectRelayLog(Logger(ChatProtocol.log.namespace, observer=text), text)
+    for _ in range(100):  # busy turns: 200 messages each, more than a write buffer
+        for _ in range(200):
+            relays.mesg("alice", "bob", "delivered")
+        with contextlib.suppress(BrokenPipeError):
+            clock.advance(0)
+    assert len(text._pending) <= 200  # what the observer keeps in memory
+    with contextlib.suppress(BrokenPipeError):
+        out.close()
+
+
+def test_relay_lines_after_a_legacy_event_bear_the_time_of_their_turn() -> None:
+    # A legacy log.msg event (twisted.web's access log, for one) is formatted
+    # by Twisted; a relay line in the same turn must not take an old time.
+    out, clock, now = io.StringIO(), Clock(), [1_700_000_000.5]
+    text = TextLogObserver(out, clock.callLater, lambda: True, now=lambda: now[0])
+    relays = DirectRelayLog(Logger(ChatProtocol.log.namespace, observer=text), text)
+    relays.mesg("alice", "bob", "delivered")
+    clock.advance(0)
+    now[0] += 3600  # a quiet hour
+    text(  # as twisted.python.log.msg("GET / HTTP/1.1") reaches a new-style observer
+        {
+            "log_format": "{log_text}",
+            "log_text": "GET / HTTP/1.1",
+            "log_level": LogLevel.info,
+            "log_namespace": "log_legacy",
+            "log_system": "-",
+            "log_time": now[0],
+        }
+    )
+    relays.mesg("alice", "bob", "delivered")
+    clock.advance(0)
+    stamps = [line.split(" ", 1)[0] for line in out.getvalue().splitlines()]
+    hour_later = formatTime(int(now[0]), timeFormatRFC3339)
+    assert stamps[1:] == [hour_later, hour_later], out.getvalue()

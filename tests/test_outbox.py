@@ -21,6 +21,22 @@ class Recorder:
         self.flushed.append(self.name)
 
 
+class Failing:
+    def flush(self) -> None:
+        raise RuntimeError("a transport that breaks")
+
+
+def test_a_connection_that_fails_to_flush_holds_up_no_other(logs) -> None:
+    clock, flushed = Clock(), []
+    outbox = Outbox(clock)
+    outbox.add(Recorder(flushed, "a"))
+    outbox.add(Failing())
+    outbox.add(Recorder(flushed, "c"))
+    clock.advance(0)
+    assert flushed == ["a", "c"]
+    assert [event["log_failure"].type for event in logs if "log_failure" in event] == [RuntimeError]
+
+
 @pytest.fixture
 def connect(clock: Clock) -> Callable[..., Client]:
     limits = Limits(max_line=1024, rate=0, join_timeout=0)

@@ -293,6 +293,19 @@ def test_websocket_and_telnet_users_share_the_room(
     assert browser_user.messages() == ["BCST tel: and back"]
 
 
+def test_what_a_turn_gathered_goes_out_before_the_clients_close_frame(
+    browser_user: WebSocketClient, telnet_user: LineClient
+) -> None:
+    # A message for the browser user, then its last command and its close in
+    # one read, as a script that sends and closes at once does: nothing can
+    # be sent after the close, so what was gathered goes first.
+    telnet_user.protocol.dataReceived(b"MESG web bye\r\n")
+    browser_user.protocol.dataReceived(frame(TEXT, b"LIST") + frame(CLOSE, struct.pack("!H", 1000)))
+    assert browser_user.messages() == ["MESG tel: bye", "USER web", "USER tel", "OK LIST 2"]
+    assert browser_user.close_code == 1000
+    assert telnet_user.lines() == ["OK MESG web delivered"]
+
+
 def test_the_chat_rules_are_the_same(
     browser_user: WebSocketClient, web: ChatWebSocketFactory
 ) -> None:

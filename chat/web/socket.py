@@ -207,6 +207,13 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         chat.factory.stats.errors[replies.USAGE] += 1
         chat.deliver(chat.format.error(replies.USAGE, details))
 
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
+        # Nothing can be sent after the client's close frame: first the
+        # replies and messages gathered for it in this reactor turn.
+        if self.chat is not None:
+            self.chat.flush()
+        return super().onCloseFrame(code, reasonRaw)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         chat, self.chat = self.chat, None
         if chat is not None:
