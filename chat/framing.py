@@ -59,10 +59,15 @@ class LineSplitter:
                 return []
             data = data[newline + 1 :]
             self._discarding = False
-        # Whole reads at the C level: one split, then one pass for the CRs.
-        *lines, rest = data.split(b"\n")
+        # Whole reads at the C level: when every LF follows a CR, as a telnet
+        # client sends them, one split; else a split and a pass for the CRs.
+        stripped: list[bytes]
+        if data.count(b"\n") == data.count(b"\r\n"):
+            *stripped, rest = data.split(b"\r\n")
+        else:
+            *lines, rest = data.split(b"\n")
+            stripped = [line[:-1] if line.endswith(b"\r") else line for line in lines]
         limit = self.max_length
-        stripped = [line[:-1] if line.endswith(b"\r") else line for line in lines]
         found: list[bytes | _LineTooLong]
         if stripped and max(map(len, stripped)) > limit:
             found = [line if len(line) <= limit else LINE_TOO_LONG for line in stripped]

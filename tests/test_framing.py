@@ -42,16 +42,15 @@ def test_buffer_never_exceeds_the_limit() -> None:
         assert len(splitter._buffer) <= 11
 
 
-@given(st.lists(st.binary(max_size=30), max_size=20), st.integers(1, 8))
-def test_segmentation_never_changes_the_lines(lines: list[bytes], size: int) -> None:
+@given(st.lists(st.binary(max_size=30), max_size=20), st.integers(1, 8), st.booleans())
+def test_segmentation_never_changes_the_lines(lines: list[bytes], size: int, crlf: bool) -> None:
     lines = [line.replace(b"\n", b"") for line in lines]
-    stream = b"".join(line + b"\n" for line in lines)
+    end = b"\r\n" if crlf else b"\n"  # CR LF throughout, or LF with CRs here and there
+    stream = b"".join(line + end for line in lines)
     splitter = LineSplitter(16)
     got = []
     for i in range(0, len(stream), size):
         got += splitter.feed(stream[i : i + size])
-    expected = [
-        LINE_TOO_LONG if len(line.removesuffix(b"\r")) > 16 else line.removesuffix(b"\r")
-        for line in lines
-    ]
-    assert got == expected
+    if not crlf:
+        lines = [line.removesuffix(b"\r") for line in lines]
+    assert got == [LINE_TOO_LONG if len(line) > 16 else line for line in lines]
