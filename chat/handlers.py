@@ -15,6 +15,8 @@ from twisted.python.failure import Failure
 
 from chat import replies
 from chat.commands import CONTROL_BYTES, NAME_RULE, decode, is_valid_name, split_command
+from chat.framing import LINE_TOO_LONG, _LineTooLong
+from chat.limits import TokenBucket
 from chat.room import Admission, Delivery, Member, RoomUnavailable
 from chat.session import AwaySession, is_token, new_token
 
@@ -35,32 +37,64 @@ class Commands(_Base):
     it fires.
     """
 
+    def relayRun(
+        self, lines: list[bytes | _LineTooLong], start: int, bucket: TokenBucket | None, now: float
+    ) -> int:
+        """
+        Relay the private messages that start at C{lines[start]} as
+        L{lineReceived} would, with the same replies, status lines and
+        counts, at less than half its cost.
+
+        The most frequent command of all, a MESG in ASCII to a user who is
+        on this node, not away and reading, is relayed from the raw bytes,
+        and the receipts, counts and status lines of a run of them are made
+        at once. A line that is anything else, or a message to oneself (whose
+        relayed line and receipt interleave), ends the run.
+
+        @param bucket: the sender's flood control, which each relayed line
+            draws on, or C{None}.
+        @return: the index of the first line not relayed, or C{len(lines)}.
+        """
+        name = self.name
+        if name is None:
+            return start
+        find, sender = self.room.findLocal, name.encode()
+        delivered: list[str] = []
+        for index in range(start, len(lines)):
+            line = lines[index]
+            if line is LINE_TOO_LONG or not line.isascii():
+                break
+            # Cleaned as decode() and split as str.split() would do it; the
+            # relayed line is the one replies.relayed() makes.
+            words = line.translate(None, CONTROL_BYTES).split(None, 2)
+            if len(words) != 3 or words[0].upper() != b"MESG":
+                break
+            recipient = find(words[1].decode())
+            if recipient is None or recipient is self or recipient.away or recipient.blocked:
+                break
+            if bucket is not None and bucket.take(now):
+                break
+            # A member who is present and reading takes it: DELIVERED.
+            recipient.deliver(b"MESG %b: %b\r\n" % (sender, words[2].rstrip()))
+            delivered.append(str(recipient.name))
+        else:
+            index = len(lines)
+        if delivered:
+            factory = self.factory
+            factory.stats.commands["MESG"] += len(delivered)
+            factory.stats.relayed["mesg"] += len(delivered)
+            if factory.relay_log is not None:
+                factory.relay_log.delivered(name, delivered)
+            self.deliver(self.format.receipts(delivered))
+        return index
+
     def lineReceived(self, line: bytes) -> Deferred[None] | None:
         """
         Run one command.
 
-        The most frequent, a MESG in ASCII to a user on this server, is
-        relayed without decoding the line; everything else, and anything
-        unusual about a MESG, goes through L{command}.
-
         @return: a L{Deferred} if the command waits for the room; no later
             line is processed before it fires.
         """
-        name = self.name
-        if name is not None and line.isascii():
-            # Cleaned as decode() and split as str.split() would do it; the
-            # relayed line is the one replies.relayed() makes.
-            words = line.translate(None, CONTROL_BYTES).split(None, 2)
-            if len(words) == 3 and words[0].upper() == b"MESG":
-                recipient = self.room.findLocal(words[1].decode())
-                if recipient is not None:
-                    self.factory.stats.commands["MESG"] += 1
-                    self._mesg(recipient, b"MESG %b: %b\r\n" % (name.encode(), words[2].rstrip()))
-                    return None
-        return self.command(line)
-
-    def command(self, line: bytes) -> Deferred[None] | None:
-        """Run one command: the general path of L{lineReceived}."""
         text = decode(line)
         if not text:
             return None
@@ -370,13 +404,13 @@ class Commands(_Base):
             )
         else:
             lines.append(status("Rate", "no limit", "off"))
-        queued = self._queuedWhileBlocked if self._blocked else 0
+        queued = self._queuedWhileBlocked if self.blocked else 0
         lines.append(
             status(
                 "Outbound",
-                f"{'blocked' if self._blocked else 'flowing'}, {queued} bytes queued past the "
+                f"{'blocked' if self.blocked else 'flowing'}, {queued} bytes queued past the "
                 f"buffer, dropped past {limits.max_outbound}",
-                "blocked" if self._blocked else "flowing",
+                "blocked" if self.blocked else "flowing",
                 queued,
                 limits.max_outbound,
             )

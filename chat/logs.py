@@ -84,10 +84,10 @@ class TextLogObserver:
         level = event.get("log_level")
         self._add(text, level is not None and level >= LogLevel.warn)
 
-    def writeLine(self, tag: str, text: str) -> None:
+    def writeLines(self, tag: str, texts: list[str]) -> None:
         """
-        Write the line of an info event logged now, without the event:
-        C{tag} is C{[namespace#info]}, C{text} the formatted message.
+        Write the lines of info events logged now, without the events:
+        C{tag} is C{[namespace#info]}, C{texts} the formatted messages.
 
         For lines logged in a reactor turn, which all bear the time of the
         turn's first such line. A line waits for the end of the turn even if the
@@ -103,7 +103,8 @@ class TextLogObserver:
             if second != self._second:
                 self._second, self._stamp = second, formatTime(second, timeFormatRFC3339)
             stamp = self._turnStamp = self._stamp
-        pending.append(f"{stamp} {tag} {text}\n")
+        prefix = f"{stamp} {tag} "
+        pending.extend([f"{prefix}{text}\n" for text in texts])
 
     def _add(self, line: str, urgent: bool) -> None:
         pending = self._pending
@@ -162,6 +163,11 @@ class RelayLog:
     def mesg(self, sender: str, to: str, outcome: str) -> None:
         self._log.info(MESG_LINE, name=sender, to=to, outcome=outcome)
 
+    def delivered(self, sender: str, recipients: list[str]) -> None:
+        """The lines of messages from C{sender} delivered to C{recipients}."""
+        for to in recipients:
+            self.mesg(sender, to, "delivered")
+
     def bcst(self, sender: str, count: int) -> None:
         self._log.info(BCST_LINE, name=sender, count=count)
 
@@ -175,10 +181,13 @@ class DirectRelayLog(RelayLog):
     def __init__(self, log: Logger, observer: TextLogObserver) -> None:
         super().__init__(log)
         self._tag = f"[{log.namespace}#info]"
-        self._write = observer.writeLine
+        self._write = observer.writeLines
 
     def mesg(self, sender: str, to: str, outcome: str) -> None:
-        self._write(self._tag, f"MESG {sender} -> {to}: {outcome}")
+        self._write(self._tag, [f"MESG {sender} -> {to}: {outcome}"])
+
+    def delivered(self, sender: str, recipients: list[str]) -> None:
+        self._write(self._tag, [f"MESG {sender} -> {to}: delivered" for to in recipients])
 
     def bcst(self, sender: str, count: int) -> None:
-        self._write(self._tag, f"BCST from {sender} reached {count} users")
+        self._write(self._tag, [f"BCST from {sender} reached {count} users"])

@@ -53,6 +53,8 @@ class ChatProtocol(Commands, LineReceiver):
     costs the server a bounded amount of memory.
 
     @ivar name: the registered name, or C{None} before JOIN and after leaving.
+    @ivar blocked: whether the transport's outbound buffer is full (between
+        C{pauseProducing} and C{resumeProducing}).
     """
 
     log = Logger()
@@ -70,7 +72,7 @@ class ChatProtocol(Commands, LineReceiver):
         self._connectedAt = 0.0
         self._telnet = TelnetInput()
         self._lines = LineSplitter(factory.limits.max_line)
-        self._blocked = False
+        self.blocked = False
         self._queuedWhileBlocked = 0
         self._gone = False
         self._admitted = False
@@ -225,7 +227,7 @@ class ChatProtocol(Commands, LineReceiver):
         """
         if self._gone:
             return Delivery.DROPPED
-        if self._blocked:
+        if self.blocked:
             self._queuedWhileBlocked += len(data)
             if self._queuedWhileBlocked > self.factory.limits.max_outbound:
                 self._dropSlowConsumer()
@@ -253,12 +255,12 @@ class ChatProtocol(Commands, LineReceiver):
         # full: only the first call starts the count.
         # Input is still read: flood control bounds it, and a TLS transport
         # pauses its producer until the handshake is done, which needs input.
-        if not self._blocked:
-            self._blocked = True
+        if not self.blocked:
+            self.blocked = True
             self._queuedWhileBlocked = 0
 
     def resumeProducing(self) -> None:
-        self._blocked = False
+        self.blocked = False
 
     def _dropSlowConsumer(self) -> None:
         self._gone = True
@@ -289,20 +291,22 @@ class ChatProtocol(Commands, LineReceiver):
             bucket = self._bucket
             self._processing = True
             try:
-                for index, line in enumerate(lines):
+                index, count = self.relayRun(lines, 0, bucket, now), len(lines)
+                while index < count:
                     if self._gone:
                         return
                     if bucket is not None and bucket.take(now):
-                        lines = lines[index:]
                         break
-                    self._process(line)
+                    self._process(lines[index])
+                    index += 1
                     if self._waiting is not None:
-                        lines = lines[index + 1 :]
                         break
+                    index = self.relayRun(lines, index, bucket, now)
                 else:
                     return
             finally:
                 self._processing = False
+            lines = lines[index:]
         if self._backlog is None:
             self._backlog = deque()
         self._backlog.extend(lines)

@@ -110,6 +110,10 @@ class Format:
         """
         return f"OK MESG {name} {outcome}\r\n".encode()
 
+    def receipts(self, names: list[str]) -> bytes:
+        """The receipts of messages delivered to C{names}, in one piece."""
+        return "".join([f"OK MESG {name} delivered\r\n" for name in names]).encode()
+
     def error(self, reason: str, details: str, *fields: object) -> bytes:
         return line(f"ERR {reason}: {details}")
 

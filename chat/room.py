@@ -28,6 +28,8 @@ class Member(Protocol):
 
     name: str | None
     away: bool
+    blocked: bool
+    """The user's client stopped reading: a delivery may drop it."""
 
     def deliver(self, data: bytes) -> Delivery:
         """Queue C{data} for the user; must never raise."""

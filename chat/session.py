@@ -45,6 +45,7 @@ class AwaySession:
     """
 
     away = True
+    blocked = False
 
     def __init__(self, name: str, token: str, limit: int, expires: float) -> None:
         self.name: str | None = name

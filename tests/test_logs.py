@@ -152,7 +152,8 @@ def test_direct_relay_lines_are_the_logged_lines() -> None:
         text = TextLogObserver(out, clock.callLater, lambda: True, now=lambda: 1_700_000_000.5)
         log = Logger(ChatProtocol.log.namespace, observer=text)
         relay_log = relays(log) if relays is RelayLog else DirectRelayLog(log, text)
-        relay_log.mesg("alice", "bob", "delivered")
+        relay_log.mesg("alice", "bob", "held")
+        relay_log.delivered("alice", ["bob", "carol"])
         relay_log.bcst("bob", 3)
         clock.advance(0)
         return out.getvalue().splitlines()
@@ -163,7 +164,9 @@ def test_direct_relay_lines_are_the_logged_lines() -> None:
         [line.split(" ", 1)[1] for line in direct]
         == [line.split(" ", 1)[1] for line in logged]
         == [
+            "[chat.protocol.ChatProtocol#info] MESG alice -> bob: held",
             "[chat.protocol.ChatProtocol#info] MESG alice -> bob: delivered",
+            "[chat.protocol.ChatProtocol#info] MESG alice -> carol: delivered",
             "[chat.protocol.ChatProtocol#info] BCST from bob reached 3 users",
         ]
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from twisted.internet.task import Clock
@@ -273,25 +273,68 @@ def mesg_lines(draw: st.DrawFn) -> bytes:
     return line.encode("utf-8").replace(b"\r", b"")
 
 
-def transcript(lines: list[bytes], general: bool) -> list[list[str]]:
-    """What everyone sees and what is logged when alice sends C{lines}."""
-    limits = Limits(rate=0, max_line=200, join_timeout=0, grace=60)
-    factory = ChatFactory(max_users=5, limits=limits, clock=Clock())
+OTHER_LINES = st.sampled_from([b"LIST", b"BCST hi", b"MESG bob " + b"y" * 250])  # 250 > max_line
+
+
+@st.composite
+def reads(draw: st.DrawFn) -> list[bytes]:
+    """Alice's input: mostly MESGs, in one read or one read a line."""
+    lines = draw(st.lists(mesg_lines() | OTHER_LINES, max_size=8))
+    lines = [line + b"\r\n" for line in draw(st.lists(mesg_lines(), min_size=1)) + lines]
+    return [b"".join(lines)] if draw(st.booleans()) else lines
+
+
+@dataclass(frozen=True)
+class Scene:
+    """How things stand when alice sends: her flood control, bob's reading."""
+
+    burst: int  # 0: no flood control
+    bob_blocked: bool  # bob's transport is full: a MESG past 40 bytes drops him
+
+
+scenes = st.builds(Scene, st.sampled_from([0, 2, 5]), st.booleans())
+
+
+def transcript(data: list[bytes], scene: Scene, general: bool) -> list[list[str]]:
+    """What everyone sees and what is logged when alice sends C{data}."""
+    limits = Limits(
+        rate=scene.burst and 1.0,
+        burst=scene.burst,
+        max_line=200,
+        max_outbound=40,
+        join_timeout=0,
+        grace=60,
+    )
+    clock = Clock()
+    factory = ChatFactory(max_users=5, limits=limits, clock=clock)
     with capturedLogs() as events:
         alice, bob, dave = (Client(factory, port) for port in (1, 2, 3))
         for client, name in ((alice, "alice"), (bob, "B0b"), (dave, "dave")):
             client.send(f"JOIN {name}")
             client.lines()
         dave.transport.loseConnection()  # away: messages to dave are held
+        if scene.bob_blocked:
+            bob.protocol.pauseProducing()
         if general:
-            alice.protocol.lineReceived = alice.protocol.command  # type: ignore[method-assign]
-        for line in lines:
-            alice.protocol.dataReceived(line + b"\r\n")
+            alice.protocol.relayRun = lambda lines, start, bucket, now: start  # type: ignore[method-assign]
+        for chunk in data:
+            alice.protocol.dataReceived(chunk)
         seen = [alice.lines(), bob.lines()]
+        for _ in range(len(data) * 20 if scene.burst else 0):  # what flood control held back
+            clock.advance(1)
+        seen += [alice.lines(), bob.lines()]
     return [*seen, [formatEvent(event) for event in events]]
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(mesg_lines(), min_size=1, max_size=6))
-def test_the_mesg_fast_path_answers_as_the_general_path(lines: list[bytes]) -> None:
-    assert transcript(lines, general=False) == transcript(lines, general=True)
+@settings(max_examples=500, deadline=None)
+@given(reads(), scenes)
+@example([b"MESG alice 1\r\nMESG bob 2\r\nMESG alice 3\r\n"], Scene(0, False))
+@example([b"MESG bob 1\r\nMESG dave 2\r\nmesg BOB 3 \r\n"], Scene(2, False))
+def test_a_run_of_mesgs_is_answered_as_the_general_path_answers(
+    data: list[bytes], scene: Scene
+) -> None:
+    """
+    L{Commands.relayRun} against L{Commands.lineReceived} alone: the same
+    replies, relayed lines and status lines, in the same order.
+    """
+    assert transcript(data, scene, general=False) == transcript(data, scene, general=True)
