@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from typing import Final
 from urllib.parse import urlparse
 
@@ -477,13 +478,15 @@ class ClusterRoom(Service):
         new.name = old.name
         self._local[fold(str(old.name))] = new
 
-    def broadcast(self, data: bytes, sender: Member) -> tuple[int, int]:
+    def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
+        """L{Room.broadcast}, a line at a time: each is published to the other nodes."""
         remote = len(self._replica) - len(self._local)
-        if remote:
-            self.publish(BROADCASTS, f"{self.node}\n" + data.decode())
-        elif not self.available:
+        if not remote and not self.available:
             raise RoomUnavailable("Redis is not connected")
         local = [m for m in self._local.values() if m is not sender]
-        outcomes = [member.deliver(data) for member in local]
-        reached = max(remote, 0) + len(outcomes) - outcomes.count(Delivery.DROPPED)
-        return reached, outcomes.count(Delivery.HELD)
+        for data in lines:
+            if remote:
+                self.publish(BROADCASTS, f"{self.node}\n" + data.decode())
+            outcomes = [member.deliver(data) for member in local]
+            reached = max(remote, 0) + len(outcomes) - outcomes.count(Delivery.DROPPED)
+            yield reached, outcomes.count(Delivery.HELD)

@@ -37,6 +37,22 @@ class Commands(_Base):
     it fires.
     """
 
+    def runs(
+        self, lines: list[bytes | _LineTooLong], start: int, bucket: TokenBucket | None, now: float
+    ) -> int:
+        """
+        Answer the runs of MESGs (L{relayRun}) and BCSTs (L{broadcastRun})
+        that start at C{lines[start]}, as L{lineReceived} would line by line.
+
+        @return: the index of the first line left to L{lineReceived}, or
+            C{len(lines)}.
+        """
+        while True:
+            index = self.broadcastRun(lines, self.relayRun(lines, start, bucket, now), bucket, now)
+            if index == start:
+                return index
+            start = index
+
     def relayRun(
         self, lines: list[bytes | _LineTooLong], start: int, bucket: TokenBucket | None, now: float
     ) -> int:
@@ -86,6 +102,41 @@ class Commands(_Base):
             if factory.relay_log is not None:
                 factory.relay_log.delivered(name, delivered)
             self.deliver(self.format.receipts(delivered))
+        return index
+
+    def broadcastRun(
+        self, lines: list[bytes | _LineTooLong], start: int, bucket: TokenBucket | None, now: float
+    ) -> int:
+        """
+        Broadcast the BCSTs that start at C{lines[start]} as L{lineReceived}
+        would, with the same replies, status lines and counts, but the
+        whole run in one piece to each member who is reading
+        (L{chat.room.Room.broadcast}).
+
+        @param bucket: the sender's flood control, which each line draws
+            on, or C{None}.
+        @return: the index of the first line not broadcast, or C{len(lines)}.
+        """
+        name = self.name
+        if name is None:
+            return start
+        relayed: list[bytes] = []
+        for index in range(start, len(lines)):
+            line = lines[index]
+            # Most lines that are not a BCST are told apart without decoding.
+            if line is LINE_TOO_LONG or line[:4].upper() != b"BCST":
+                break
+            verb, rest = split_command(decode(line))
+            if verb != "BCST" or not rest:
+                break
+            if bucket is not None and bucket.take(now):
+                break
+            relayed.append(replies.relayed("BCST", name, rest))
+        else:
+            index = len(lines)
+        if relayed:
+            self.factory.stats.commands["BCST"] += len(relayed)
+            self._broadcast(relayed)
         return index
 
     def lineReceived(self, line: bytes) -> Deferred[None] | None:
@@ -351,13 +402,23 @@ class Commands(_Base):
         if not rest:
             self._error(replies.USAGE, "BCST <text>")
             return
-        reached, held = self.room.broadcast(replies.relayed("BCST", str(self.name), rest), self)
-        self.factory.stats.relayed["bcst"] += reached
-        relay_log = self.factory.relay_log
-        if relay_log is not None:
-            relay_log.bcst(str(self.name), reached)
-        details = f"{reached}" + (f" ({held} of them away, held for them)" if held else "")
-        self.deliver(self.format.ok("BCST", details, reached, held))
+        self._broadcast([replies.relayed("BCST", str(self.name), rest)])
+
+    def _broadcast(self, relayed: list[bytes]) -> None:
+        """Broadcast each of C{relayed}, then its count, status line and reply."""
+        name, stats, relay_log = str(self.name), self.factory.stats, self.factory.relay_log
+        answered = 0
+        try:
+            for reached, held in self.room.broadcast(relayed, self):
+                stats.relayed["bcst"] += reached
+                if relay_log is not None:
+                    relay_log.bcst(name, reached)
+                details = f"{reached}" + (f" ({held} of them away, held for them)" if held else "")
+                self.deliver(self.format.ok("BCST", details, reached, held))
+                answered += 1
+        except RoomUnavailable:
+            for _ in relayed[answered:]:
+                self._unavailable()
 
     def do_HELP(self, rest: str) -> None:
         self.deliver(b"".join(map(replies.info, replies.HELP_TEXT)) + self.format.ok("HELP", "-"))

@@ -291,7 +291,7 @@ class ChatProtocol(Commands, LineReceiver):
             bucket = self._bucket
             self._processing = True
             try:
-                index, count = self.relayRun(lines, 0, bucket, now), len(lines)
+                index, count = self.runs(lines, 0, bucket, now), len(lines)
                 while index < count:
                     if self._gone:
                         return
@@ -301,7 +301,7 @@ class ChatProtocol(Commands, LineReceiver):
                     index += 1
                     if self._waiting is not None:
                         break
-                    index = self.relayRun(lines, index, bucket, now)
+                    index = self.runs(lines, index, bucket, now)
                 else:
                     return
             finally:

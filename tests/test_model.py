@@ -273,13 +273,16 @@ def mesg_lines(draw: st.DrawFn) -> bytes:
     return line.encode("utf-8").replace(b"\r", b"")
 
 
-OTHER_LINES = st.sampled_from([b"LIST", b"BCST hi", b"MESG bob " + b"y" * 250])  # 250 > max_line
+BCST_LINES = st.sampled_from(
+    [b"BCST hi", b"bcst  a b ", b"BcSt\t\x01x", b"BCST", b"BCST ", b"BCSTX y", "BCST \xe9".encode()]
+)
+OTHER_LINES = st.sampled_from([b"LIST", b"MESG bob " + b"y" * 250])  # 250 > max_line
 
 
 @st.composite
 def reads(draw: st.DrawFn) -> list[bytes]:
-    """Alice's input: mostly MESGs, in one read or one read a line."""
-    lines = draw(st.lists(mesg_lines() | OTHER_LINES, max_size=8))
+    """Alice's input: mostly MESGs and BCSTs, in one read or one read a line."""
+    lines = draw(st.lists(mesg_lines() | BCST_LINES | OTHER_LINES, max_size=10))
     lines = [line + b"\r\n" for line in draw(st.lists(mesg_lines(), min_size=1)) + lines]
     return [b"".join(lines)] if draw(st.booleans()) else lines
 
@@ -316,7 +319,7 @@ def transcript(data: list[bytes], scene: Scene, general: bool) -> list[list[str]
         if scene.bob_blocked:
             bob.protocol.pauseProducing()
         if general:
-            alice.protocol.relayRun = lambda lines, start, bucket, now: start  # type: ignore[method-assign]
+            alice.protocol.runs = lambda lines, start, bucket, now: start  # type: ignore[method-assign]
         for chunk in data:
             alice.protocol.dataReceived(chunk)
         seen = [alice.lines(), bob.lines()]
@@ -330,11 +333,12 @@ def transcript(data: list[bytes], scene: Scene, general: bool) -> list[list[str]
 @given(reads(), scenes)
 @example([b"MESG alice 1\r\nMESG bob 2\r\nMESG alice 3\r\n"], Scene(0, False))
 @example([b"MESG bob 1\r\nMESG dave 2\r\nmesg BOB 3 \r\n"], Scene(2, False))
-def test_a_run_of_mesgs_is_answered_as_the_general_path_answers(
+@example([b"BCST 1\r\nBCST 2\r\nbcst 3\r\nBCST 4\r\n"], Scene(3, True))
+def test_runs_of_mesgs_and_bcsts_are_answered_as_the_general_path_answers(
     data: list[bytes], scene: Scene
 ) -> None:
     """
-    L{Commands.relayRun} against L{Commands.lineReceived} alone: the same
+    L{Commands.runs} against L{Commands.lineReceived} alone: the same
     replies, relayed lines and status lines, in the same order.
     """
     assert transcript(data, scene, general=False) == transcript(data, scene, general=True)

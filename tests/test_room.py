@@ -7,6 +7,7 @@ from chat.room import Admission, Delivery, Room
 
 class Mailbox:
     away = False
+    blocked = False
 
     def __init__(self) -> None:
         self.name: str | None = None
@@ -55,9 +56,33 @@ def test_broadcast_skips_the_sender_and_shares_the_bytes() -> None:
     for name, box in (("a", a), ("b", b), ("c", c)):
         room.join(name, box)
     data = b"BCST a: hi\r\n"
-    assert room.broadcast(data, a) == (2, 0)
+    assert list(room.broadcast([data], a)) == [(2, 0)]
     assert a.received == []
     assert b.received[0] is data and c.received[0] is data
+
+
+def test_a_run_goes_in_one_piece_to_readers_and_a_line_at_a_time_to_the_others() -> None:
+    from chat.session import AwaySession
+
+    room = Room(4)
+    talker, reader, stuck = Mailbox(), Mailbox(), Mailbox()
+    for name, box in (
+        ("talker", talker),
+        ("reader", reader),
+        ("stuck", stuck),
+        ("gone", Mailbox()),
+    ):
+        room.join(name, box)
+    away = AwaySession("gone", "t" * 12, limit=5, expires=60.0)
+    room.replace(room.find("gone"), away)
+    stuck.blocked = True
+    run = room.broadcast([b"1\r\n", b"2\r\n"], talker)
+    assert next(run) == (3, 1)
+    assert reader.received == [b"1\r\n2\r\n"]  # before the first line's answer
+    assert stuck.received == [b"1\r\n"] and list(away.held) == [b"1\r\n"]
+    assert list(run) == [(3, 1)]
+    assert stuck.received == [b"1\r\n", b"2\r\n"] and list(away.held) == [b"1\r\n", b"2\r\n"]
+    assert talker.received == []
 
 
 def test_look_alike_names_are_the_same_name() -> None:
@@ -82,9 +107,9 @@ def test_away_members_hold_and_are_counted() -> None:
     away = AwaySession("bob", "t" * 12, limit=2, expires=60.0)
     room.replace(bob, away)
     assert room.names() == [("bob", True), ("talker", False)]
-    assert room.broadcast(b"1", talker) == (1, 1)
-    assert room.broadcast(b"2", talker) == (1, 1)
-    assert room.broadcast(b"3", talker) == (1, 1)
+    assert list(room.broadcast([b"1"], talker)) == [(1, 1)]
+    assert list(room.broadcast([b"2"], talker)) == [(1, 1)]
+    assert list(room.broadcast([b"3"], talker)) == [(1, 1)]
     assert list(away.held) == [b"2", b"3"] and away.dropped == 1
     assert room.join("carol", Mailbox()) is Admission.FULL  # away still counts
     back = Mailbox()
