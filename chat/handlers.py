@@ -47,11 +47,15 @@ class Commands(_Base):
         @return: the index of the first line left to L{lineReceived}, or
             C{len(lines)}.
         """
-        while True:
-            index = self.broadcastRun(lines, self.relayRun(lines, start, bucket, now), bucket, now)
+        end = len(lines)
+        while start < end:
+            index = self.relayRun(lines, start, bucket, now)
+            if index < end:
+                index = self.broadcastRun(lines, index, bucket, now)
             if index == start:
-                return index
+                break
             start = index
+        return start
 
     def relayRun(
         self, lines: list[bytes | _LineTooLong], start: int, bucket: TokenBucket | None, now: float

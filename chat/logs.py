@@ -84,10 +84,12 @@ class TextLogObserver:
         level = event.get("log_level")
         self._add(text, level is not None and level >= LogLevel.warn)
 
-    def writeLines(self, tag: str, texts: list[str]) -> None:
+    def writeLines(self, tag: str, head: str, items: list[str], tail: str) -> None:
         """
-        Write the lines of info events logged now, without the events:
-        C{tag} is C{[namespace#info]}, C{texts} the formatted messages.
+        Write the lines of info events logged now, without the events: one
+        for each of C{items} (at least one), whose message is
+        C{head + item + tail}; C{tag} is C{[namespace#info]}. The lines are
+        made by one C{str.join}.
 
         For lines logged in a reactor turn, which all bear the time of the
         turn's first such line. A line waits for the end of the turn even if the
@@ -103,8 +105,8 @@ class TextLogObserver:
             if second != self._second:
                 self._second, self._stamp = second, formatTime(second, timeFormatRFC3339)
             stamp = self._turnStamp = self._stamp
-        prefix = f"{stamp} {tag} "
-        pending.extend([f"{prefix}{text}\n" for text in texts])
+        start = f"{stamp} {tag} {head}"
+        pending.append(start + f"{tail}\n{start}".join(items) + f"{tail}\n")
 
     def _add(self, line: str, urgent: bool) -> None:
         pending = self._pending
@@ -184,10 +186,10 @@ class DirectRelayLog(RelayLog):
         self._write = observer.writeLines
 
     def mesg(self, sender: str, to: str, outcome: str) -> None:
-        self._write(self._tag, [f"MESG {sender} -> {to}: {outcome}"])
+        self._write(self._tag, f"MESG {sender} -> ", [to], f": {outcome}")
 
     def delivered(self, sender: str, recipients: list[str]) -> None:
-        self._write(self._tag, [f"MESG {sender} -> {to}: delivered" for to in recipients])
+        self._write(self._tag, f"MESG {sender} -> ", recipients, ": delivered")
 
     def bcst(self, sender: str, count: int) -> None:
-        self._write(self._tag, [f"BCST from {sender} reached {count} users"])
+        self._write(self._tag, f"BCST from {sender} reached ", [str(count)], " users")

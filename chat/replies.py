@@ -112,7 +112,7 @@ class Format:
 
     def receipts(self, names: list[str]) -> bytes:
         """The receipts of messages delivered to C{names}, in one piece."""
-        return "".join([f"OK MESG {name} delivered\r\n" for name in names]).encode()
+        return ("OK MESG " + " delivered\r\nOK MESG ".join(names) + " delivered\r\n").encode()
 
     def error(self, reason: str, details: str, *fields: object) -> bytes:
         return line(f"ERR {reason}: {details}")

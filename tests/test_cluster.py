@@ -106,6 +106,10 @@ def test_users_on_different_nodes_talk(nodes: Nodes) -> None:
     assert ann.read_line() == "BCST bob: to everyone"
     assert cy.read_line() == "BCST bob: to everyone"
     bob.assert_silent()  # never to the sender
+    bob.send(b"BCST one\r\nBCST two\r\n")  # a run: each line published in turn
+    assert [bob.read_line() for _ in range(2)] == ["OK BCST 2"] * 2
+    for client in (ann, cy):
+        assert [client.read_line() for _ in range(2)] == ["BCST bob: one", "BCST bob: two"]
     assert Client(cluster[2].port).expect_reply("JOIN ANN", "ERR Username Taken")
     bob.quit()
     wait_until(lambda: sorted(ann.list_names()) == ["Ann", "cy"], 5, "bob's QUIT on node0")
@@ -183,6 +187,8 @@ def test_redis_restart_recovers_and_list_is_right(nodes: Nodes, redis: Redis) ->
     ]
     assert ann.expect_reply("MESG bob are you there", "ERR Cluster Unavailable")
     assert ann.expect_reply("BCST anyone", "ERR Cluster Unavailable")
+    ann.send(b"BCST a run\r\nBCST of two\r\n")
+    assert [ann.read_line()[:24] for _ in range(2)] == ["ERR Cluster Unavailable:"] * 2
     assert Client(cluster[0].port).expect_reply("JOIN cy", "ERR Cluster Unavailable")
     assert ann.command("MESG ann note to self") == [
         "MESG ann: note to self",
