@@ -78,7 +78,7 @@ class Commands(_Base):
         name = self.name
         if name is None:
             return start
-        find, sender = self.room.findLocal, name.encode()
+        find, head = self.room.findLocal, b"MESG %b: " % name.encode()
         delivered: list[str] = []
         for index in range(start, len(lines)):
             line = lines[index]
@@ -95,7 +95,7 @@ class Commands(_Base):
             if bucket is not None and bucket.take(now):
                 break
             # A member who is present and reading takes it: DELIVERED.
-            recipient.deliver(b"MESG %b: %b\r\n" % (sender, words[2].rstrip()))
+            recipient.deliver(head + words[2].rstrip() + b"\r\n")
             delivered.append(str(recipient.name))
         else:
             index = len(lines)
