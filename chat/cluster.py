@@ -146,6 +146,7 @@ class _Remote:
     __slots__ = ("name", "node", "room")
     away = False
     blocked = False
+    unsent = 0
 
     def __init__(self, room: ClusterRoom, node: str, name: str) -> None:
         self.room = room

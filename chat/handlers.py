@@ -8,7 +8,7 @@ which provides the connection (C{deliver}, C{close}, the room, the format).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -17,6 +17,7 @@ from chat import replies
 from chat.commands import CONTROL_BYTES, NAME_RULE, decode, is_valid_name, split_command
 from chat.framing import LINE_TOO_LONG, _LineTooLong
 from chat.limits import TokenBucket
+from chat.outbox import FLUSH_AT
 from chat.room import Admission, Delivery, Member, RoomUnavailable
 from chat.session import AwaySession, is_token, new_token
 
@@ -28,6 +29,11 @@ else:
     _Base = object
 
 _T = TypeVar("_T")
+
+RECEIPT_SIZE: Final = len("OK MESG  delivered\r\n")
+"""The bytes of a MESG receipt but the (ASCII) name."""
+BCST_REPLY_SIZE: Final = 80
+"""At least the bytes of a BCST reply: C{OK BCST n (n of them away, ...)}."""
 
 
 class Commands(_Base):
@@ -43,6 +49,13 @@ class Commands(_Base):
         """
         Answer the runs of MESGs (L{relayRun}) and BCSTs (L{broadcastRun})
         that start at C{lines[start]}, as L{lineReceived} would line by line.
+
+        A run's replies reach the sender at its end, so a run is made only
+        for a sender who is reading, and ends at the line whose reply takes
+        the sender's output to L{FLUSH_AT}: line by line, that output would
+        be handed on there and might find the client not reading, which
+        changes what the next lines do (a slow consumer dropped does no
+        more). C{tests/test_runs.py} holds the two paths equal.
 
         @return: the index of the first line left to L{lineReceived}, or
             C{len(lines)}.
@@ -76,10 +89,11 @@ class Commands(_Base):
         @return: the index of the first line not relayed, or C{len(lines)}.
         """
         name = self.name
-        if name is None:
+        if name is None or self.blocked:
             return start
         find, head = self.room.findLocal, b"MESG %b: " % name.encode()
         delivered: list[str] = []
+        unsent = self.unsent
         for index in range(start, len(lines)):
             line = lines[index]
             if line is LINE_TOO_LONG or not line.isascii():
@@ -96,7 +110,11 @@ class Commands(_Base):
                 break
             # A member who is present and reading takes it: DELIVERED.
             recipient.deliver(head + words[2].rstrip() + b"\r\n")
-            delivered.append(str(recipient.name))
+            delivered.append(to := str(recipient.name))
+            unsent += len(to) + RECEIPT_SIZE
+            if unsent >= FLUSH_AT:
+                index += 1
+                break
         else:
             index = len(lines)
         if delivered:
@@ -122,9 +140,10 @@ class Commands(_Base):
         @return: the index of the first line not broadcast, or C{len(lines)}.
         """
         name = self.name
-        if name is None:
+        if name is None or self.blocked:
             return start
         relayed: list[bytes] = []
+        unsent = self.unsent
         for index in range(start, len(lines)):
             line = lines[index]
             # Most lines that are not a BCST are told apart without decoding.
@@ -136,6 +155,10 @@ class Commands(_Base):
             if bucket is not None and bucket.take(now):
                 break
             relayed.append(replies.relayed("BCST", name, rest))
+            unsent += BCST_REPLY_SIZE
+            if unsent >= FLUSH_AT:
+                index += 1
+                break
         else:
             index = len(lines)
         if relayed:

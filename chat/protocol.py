@@ -55,6 +55,8 @@ class ChatProtocol(Commands, LineReceiver):
     @ivar name: the registered name, or C{None} before JOIN and after leaving.
     @ivar blocked: whether the transport's outbound buffer is full (between
         C{pauseProducing} and C{resumeProducing}).
+    @ivar unsent: the bytes gathered for the client in this reactor turn,
+        not yet handed to the transport.
     """
 
     log = Logger()
@@ -87,7 +89,7 @@ class ChatProtocol(Commands, LineReceiver):
         self._backlogBytes = 0
         self._outbox = factory.outbox
         self._out: list[bytes] = []
-        self._outBytes = 0
+        self.unsent = 0
 
     # Connection lifecycle
 
@@ -236,8 +238,8 @@ class ChatProtocol(Commands, LineReceiver):
         if not out:
             self._outbox.add(self)
         out.append(data)
-        self._outBytes += len(data)
-        if self._outBytes >= FLUSH_AT:
+        self.unsent += len(data)
+        if self.unsent >= FLUSH_AT:
             self.flush()
         return _DELIVERED
 
@@ -247,7 +249,7 @@ class ChatProtocol(Commands, LineReceiver):
         if out:
             data = b"".join(out)
             out.clear()
-            self._outBytes = 0
+            self.unsent = 0
             write(self.transport, data)
 
     def pauseProducing(self) -> None:

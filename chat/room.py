@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from chat.commands import fold
+from chat.outbox import FLUSH_AT
 
 
 class Delivery(enum.Enum):
@@ -31,6 +32,8 @@ class Member(Protocol):
     away: bool
     blocked: bool
     """The user's client stopped reading: a delivery may drop it."""
+    unsent: int
+    """Bytes gathered for the user in this reactor turn, not yet sent on."""
 
     def deliver(self, data: bytes) -> Delivery:
         """Queue C{data} for the user; must never raise."""
@@ -127,14 +130,21 @@ class Room:
         Several lines (a run of broadcasts in one read) go in one piece to
         each member who is present and reading, before the first yield: one
         delivery instead of one a line. The others (away, or not reading, a
-        delivery to whom may drop them) get each line in turn, so that
-        what it causes is in order with the caller's work between yields.
+        delivery to whom may drop them, or about to hand a burst on at
+        L{FLUSH_AT}) get each line in turn, so that what it causes is in
+        order with the caller's work between yields.
         """
         # Copied first: a delivery may drop a member, who leaves the room.
         members = [m for m in self._members.values() if m is not sender]
-        apart = [m for m in members if m.away or m.blocked] if len(lines) > 1 else []
-        together = [m for m in members if not (m.away or m.blocked)] if apart else members
         data = b"".join(lines)
+        together, apart = members, []
+        if len(lines) > 1:
+            # Apart too: a member whose output would reach FLUSH_AT during the
+            # run, which a line at a time hands on, and maybe finds blocked.
+            limit = FLUSH_AT - len(data)
+            apart = [m for m in members if m.away or m.blocked or m.unsent >= limit]
+            if apart:
+                together = [m for m in members if not (m.away or m.blocked or m.unsent >= limit)]
         outcomes = [member.deliver(data) for member in together]
         reached = len(outcomes) - outcomes.count(Delivery.DROPPED)
         held = outcomes.count(Delivery.HELD)

@@ -46,6 +46,7 @@ class AwaySession:
 
     away = True
     blocked = False
+    unsent = 0
 
     def __init__(self, name: str, token: str, limit: int, expires: float) -> None:
         self.name: str | None = name

@@ -15,11 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs, formatEvent
 
 from chat.commands import fold
 from chat.factory import ChatFactory
@@ -250,95 +249,3 @@ def test_arbitrary_bytes_never_break_the_server(chunks: list[bytes]) -> None:
         assert not any(ord(c) < 0x20 and c != "\t" for c in line)
     if not fuzzer.closed:
         assert witness.send("LIST")[-1].startswith("OK LIST")
-
-
-# Mostly MESGs the fast path takes, with the variations it must get right;
-# the rest are near misses that it must leave to the general path.
-MESG_WORDS = st.sampled_from(["MESG", "mesg", "MeSg", "MESG", "MESGX", "BCST"])
-NAMES = st.sampled_from(["B0b", "bob", "BOB", "dave", "alice", "nobody", "b!", "\xe9"])
-SPACES = st.sampled_from([" ", "  ", "\t", " \x01", "\x7f ", " ", "", "\x1b"])
-TEXTS = st.text(alphabet="ab \t\x00\x1b\x7f", min_size=1, max_size=8) | st.text(
-    alphabet="a \xe9\u2028\u0085", max_size=4
-)
-
-
-@st.composite
-def mesg_lines(draw: st.DrawFn) -> bytes:
-    """Lines near a MESG: odd case, spacing, controls, names, non-ASCII."""
-    parts = [draw(SPACES), draw(MESG_WORDS), draw(SPACES), draw(NAMES), draw(SPACES)]
-    text = draw(TEXTS)
-    line = "".join(parts) + text
-    if draw(st.booleans()):
-        line += draw(SPACES)
-    return line.encode("utf-8").replace(b"\r", b"")
-
-
-BCST_LINES = st.sampled_from(
-    [b"BCST hi", b"bcst  a b ", b"BcSt\t\x01x", b"BCST", b"BCST ", b"BCSTX y", "BCST \xe9".encode()]
-)
-OTHER_LINES = st.sampled_from([b"LIST", b"MESG bob " + b"y" * 250])  # 250 > max_line
-
-
-@st.composite
-def reads(draw: st.DrawFn) -> list[bytes]:
-    """Alice's input: mostly MESGs and BCSTs, in one read or one read a line."""
-    lines = draw(st.lists(mesg_lines() | BCST_LINES | OTHER_LINES, max_size=10))
-    lines = [line + b"\r\n" for line in draw(st.lists(mesg_lines(), min_size=1)) + lines]
-    return [b"".join(lines)] if draw(st.booleans()) else lines
-
-
-@dataclass(frozen=True)
-class Scene:
-    """How things stand when alice sends: her flood control, bob's reading."""
-
-    burst: int  # 0: no flood control
-    bob_blocked: bool  # bob's transport is full: a MESG past 40 bytes drops him
-
-
-scenes = st.builds(Scene, st.sampled_from([0, 2, 5]), st.booleans())
-
-
-def transcript(data: list[bytes], scene: Scene, general: bool) -> list[list[str]]:
-    """What everyone sees and what is logged when alice sends C{data}."""
-    limits = Limits(
-        rate=scene.burst and 1.0,
-        burst=scene.burst,
-        max_line=200,
-        max_outbound=40,
-        join_timeout=0,
-        grace=60,
-    )
-    clock = Clock()
-    factory = ChatFactory(max_users=5, limits=limits, clock=clock)
-    with capturedLogs() as events:
-        alice, bob, dave = (Client(factory, port) for port in (1, 2, 3))
-        for client, name in ((alice, "alice"), (bob, "B0b"), (dave, "dave")):
-            client.send(f"JOIN {name}")
-            client.lines()
-        dave.transport.loseConnection()  # away: messages to dave are held
-        if scene.bob_blocked:
-            bob.protocol.pauseProducing()
-        if general:
-            alice.protocol.runs = lambda lines, start, bucket, now: start  # type: ignore[method-assign]
-        for chunk in data:
-            alice.protocol.dataReceived(chunk)
-        seen = [alice.lines(), bob.lines()]
-        for _ in range(len(data) * 20 if scene.burst else 0):  # what flood control held back
-            clock.advance(1)
-        seen += [alice.lines(), bob.lines()]
-    return [*seen, [formatEvent(event) for event in events]]
-
-
-@settings(max_examples=500, deadline=None)
-@given(reads(), scenes)
-@example([b"MESG alice 1\r\nMESG bob 2\r\nMESG alice 3\r\n"], Scene(0, False))
-@example([b"MESG bob 1\r\nMESG dave 2\r\nmesg BOB 3 \r\n"], Scene(2, False))
-@example([b"BCST 1\r\nBCST 2\r\nbcst 3\r\nBCST 4\r\n"], Scene(3, True))
-def test_runs_of_mesgs_and_bcsts_are_answered_as_the_general_path_answers(
-    data: list[bytes], scene: Scene
-) -> None:
-    """
-    L{Commands.runs} against L{Commands.lineReceived} alone: the same
-    replies, relayed lines and status lines, in the same order.
-    """
-    assert transcript(data, scene, general=False) == transcript(data, scene, general=True)

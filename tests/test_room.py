@@ -8,6 +8,7 @@ from chat.room import Admission, Delivery, Room
 class Mailbox:
     away = False
     blocked = False
+    unsent = 0
 
     def __init__(self) -> None:
         self.name: str | None = None
