@@ -62,3 +62,19 @@ def test_smoke(loop: str) -> None:
     idle = by_workload["idle"]
     assert idle["still_open"] == idle["clients"], idle
     assert by_workload["storm"]["sessions"] > 0, by_workload["storm"]
+
+
+@pytest.mark.parametrize("path", [[], ["--line-by-line"]])
+def test_inprocess_smoke(path: list[str]) -> None:
+    """The in-process benchmark runs, and checks it relayed what it timed."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", "--turns", "2", *path],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=SMOKE_TIMEOUT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert [line.split(":")[0] for line in completed.stdout.splitlines()] == ["mesg", "bcst"]
