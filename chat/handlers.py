@@ -34,6 +34,9 @@ RECEIPT_SIZE: Final = len("OK MESG  delivered\r\n")
 """The bytes of a MESG receipt but the (ASCII) name."""
 BCST_REPLY_SIZE: Final = 80
 """At least the bytes of a BCST reply: C{OK BCST n (n of them away, ...)}."""
+BCST_RUN_SIZE: Final = FLUSH_AT // 4
+"""The relayed bytes that end a run of BCSTs: a longer run would reach
+L{FLUSH_AT} for more readers, who then get it a line at a time."""
 
 
 class Commands(_Base):
@@ -143,7 +146,7 @@ class Commands(_Base):
         if name is None or self.blocked:
             return start
         relayed: list[bytes] = []
-        unsent = self.unsent
+        unsent, size = self.unsent, 0
         for index in range(start, len(lines)):
             line = lines[index]
             # Most lines that are not a BCST are told apart without decoding.
@@ -154,9 +157,10 @@ class Commands(_Base):
                 break
             if bucket is not None and bucket.take(now):
                 break
-            relayed.append(replies.relayed("BCST", name, rest))
+            relayed.append(data := replies.relayed("BCST", name, rest))
             unsent += BCST_REPLY_SIZE
-            if unsent >= FLUSH_AT:
+            size += len(data)
+            if unsent >= FLUSH_AT or size >= BCST_RUN_SIZE:
                 index += 1
                 break
         else:

@@ -169,3 +169,11 @@ def test_a_run_of_bcst_replies_reaching_flush_at_meets_flow_control_as_line_by_l
     for max_outbound in (1 << 20, 2000):
         limits = Limits(rate=0, max_outbound=max_outbound, join_timeout=0)
         assert_same(limits, data, lambda alice, bob: pause_on_write(alice))
+
+
+def test_a_long_read_of_bcsts_is_answered_in_several_runs_as_line_by_line() -> None:
+    """400 BCSTs of 160 bytes in one read: runs end at BCST_RUN_SIZE."""
+    data = [b"".join(b"BCST %03d" % i + b"y" * 150 + b"\r\n" for i in range(400))]
+    limits = Limits(rate=0, max_line=8192, join_timeout=0)
+    assert_same(limits, data, lambda alice, bob: None)
+    assert_same(limits, data, lambda alice, bob: pause_on_write(bob))
