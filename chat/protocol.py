@@ -21,6 +21,7 @@ from chat.handlers import Commands
 from chat.limits import TokenBucket
 from chat.outbox import FLUSH_AT, write
 from chat.room import Delivery
+from chat.runs import Runs
 from chat.session import AwaySession
 from chat.telnet import TelnetInput
 
@@ -36,7 +37,7 @@ def _inputSize(line: bytes | _LineTooLong, max_line: int) -> int:
     return max_line if line is LINE_TOO_LONG else len(line) + 1
 
 
-class ChatProtocol(Commands, LineReceiver):
+class ChatProtocol(Runs, Commands, LineReceiver):
     """
     One telnet connection: unregistered until a successful JOIN.
 

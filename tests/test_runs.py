@@ -1,5 +1,5 @@
 """
-The runs of a read (L{chat.handlers.Commands.runs}) against the general
+The runs of a read (L{chat.runs.Runs.runs}) against the general
 path, L{chat.handlers.Commands.lineReceived} for each line: the same
 replies, relayed lines, status lines and counts, in the same order, for any
 input and any state of the sender's and the recipients' connections.
