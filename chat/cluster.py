@@ -481,11 +481,12 @@ class ClusterRoom(Service):
 
     def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
         """L{Room.broadcast}, a line at a time: each is published to the other nodes."""
-        remote = len(self._replica) - len(self._local)
-        if not remote and not self.available:
+        if len(self._replica) == len(self._local) and not self.available:
             raise RoomUnavailable("Redis is not connected")
-        local = [m for m in self._local.values() if m is not sender]
         for data in lines:
+            # Each line as a broadcast of its own: a delivery may drop a member.
+            remote = len(self._replica) - len(self._local)
+            local = [m for m in self._local.values() if m is not sender]
             if remote:
                 self.publish(BROADCASTS, f"{self.node}\n" + data.decode())
             outcomes = [member.deliver(data) for member in local]

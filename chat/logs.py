@@ -109,6 +109,7 @@ class TextLogObserver:
         pending.append(start + f"{tail}\n{start}".join(items) + f"{tail}\n")
 
     def _add(self, line: str, urgent: bool) -> None:
+        self._turnStamp = None  # the relay lines after this one: not older than it
         pending = self._pending
         pending.append(line)
         if urgent or not self._isRunning():

@@ -196,10 +196,12 @@ class ChatProtocol(Runs, Commands, LineReceiver):
     def _leave(self) -> str | None:
         """Leave the room now, so the name is free at once; return the name."""
         name = self.name
-        if name is not None and self.room.leave(self):
-            self.name = None
-            return name
-        return None
+        left = name is not None and self.room.leave(self)
+        # Nameless even if the room no longer holds the name (a cluster node
+        # that was cut off finds it taken on another node, and says BYE): a
+        # connection that is closing keeps no name to hold or to send as.
+        self.name = None
+        return name if left else None
 
     def _joinTimedOut(self) -> None:
         self._joinTimer = None

@@ -5,6 +5,7 @@ C{redis-server}, started here on a free port with no persistence.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -223,3 +224,36 @@ def test_pipelined_commands_wait_for_the_cluster_join(nodes: Nodes) -> None:
         "OK QUIT Bye",
     ]
     ann.expect_eof()
+
+
+def test_a_name_taken_elsewhere_while_cut_off_is_given_up_here(nodes: Nodes, redis: Redis) -> None:
+    """
+    node0 is stopped while Redis restarts empty, and alice registers anew on
+    node1. Back, node0 finds the name taken: its alice gets BYE, and the name
+    is not held on node0 for a resume: messages go to node1's alice.
+    """
+    cluster = nodes(2)
+    for node in cluster:
+        in_sync(node)
+    first, bob = Client(cluster[0].port), Client(cluster[0].port)
+    first.join("alice")
+    bob.join("bob")
+    redis.kill()
+    for node in cluster:
+        node.wait_for_log("cluster commands unavailable")
+    os.kill(cluster[0].pid, signal.SIGSTOP)
+    try:
+        redis.start()
+        wait_until(
+            lambda: cluster[1].log_text().count("in sync at version") == 2, 15, "node1 resync"
+        )
+        second = Client(cluster[1].port)
+        assert second.expect_reply("JOIN alice", "OK JOIN alice")
+    finally:
+        os.kill(cluster[0].pid, signal.SIGCONT)
+    assert first.read_line(timeout=15) == (
+        "BYE Username Taken: while this server was cut off, another user took your name"
+    )
+    first.expect_eof()
+    wait_until(lambda: bob.command("MESG alice hello") == ["OK MESG alice sent"], 15, "sent")
+    assert second.read_line() == "MESG bob: hello"

@@ -266,3 +266,19 @@ def test_relay_lines_after_a_legacy_event_bear_the_time_of_their_turn() -> None:
     stamps = [line.split(" ", 1)[0] for line in out.getvalue().splitlines()]
     hour_later = formatTime(int(now[0]), timeFormatRFC3339)
     assert stamps[1:] == [hour_later, hour_later], out.getvalue()
+
+
+def test_relay_lines_never_go_back_in_time_within_a_turn() -> None:
+    """A run, another event a second later, a run: the second run bears the later time."""
+    out, clock, now = Output(), Clock(), [1_700_000_000.9]
+    text = TextLogObserver(out, clock.callLater, lambda: True, now=lambda: now[0])
+    log = Logger(ChatProtocol.log.namespace, observer=text)
+    relays = DirectRelayLog(log, text)
+    relays.delivered("alice", ["bob"])
+    now[0] += 0.2
+    log.info("alice listed {count} users", count=3)  # Logger stamps it with time.time()
+    relays.delivered("alice", ["bob"])
+    clock.advance(0)
+    stamps = [line.split(" ", 1)[0] for line in out.getvalue().splitlines()]
+    first, second = (formatTime(t, timeFormatRFC3339) for t in (1_700_000_000, 1_700_000_001))
+    assert stamps[0] == first and stamps[2] == second, out.getvalue()
