@@ -91,10 +91,12 @@ class TextLogObserver:
         C{head + item + tail}; C{tag} is C{[namespace#info]}. The lines are
         made by one C{str.join}.
 
-        For lines logged in a reactor turn, which all bear the time of the
-        turn's first such line. A line waits for the end of the turn even if the
-        reactor has stopped meanwhile, until the next event or the
-        observer's last one (twistd's C{Main loop terminated}) writes it.
+        For lines logged in a reactor turn, which bear the time of the
+        turn's first such line, or of the first after another event's line
+        (never older than a line before them). A line waits for the end of
+        the turn even if the reactor has stopped meanwhile, until the next
+        event or the observer's last one (twistd's C{Main loop terminated})
+        writes it.
         """
         pending = self._pending
         if not pending:
