@@ -89,6 +89,13 @@ def in_sync(node: ChatServer) -> None:
     node.wait_for_log("in sync at version")
 
 
+def lose_redis(cluster: list[ChatServer], redis: Redis) -> None:
+    """Kill Redis, whose state is gone with it (no persistence); wait until every node knows."""
+    redis.kill()
+    for node in cluster:
+        node.wait_for_log("cluster commands unavailable")
+
+
 def test_users_on_different_nodes_talk(nodes: Nodes) -> None:
     cluster = nodes(3)
     for node in cluster:
@@ -180,9 +187,7 @@ def test_redis_restart_recovers_and_list_is_right(nodes: Nodes, redis: Redis) ->
     ann.join("ann")
     bob.join("bob")
     wait_until(lambda: len(ann.list_names()) == 2, 5, "both in LIST")
-    redis.kill()  # all state is gone: no persistence
-    for node in cluster:
-        node.wait_for_log("cluster commands unavailable")
+    lose_redis(cluster, redis)
     assert ann.command("LIST") == [
         "ERR Cluster Unavailable: the cluster cannot be reached; try again soon"
     ]
@@ -238,9 +243,7 @@ def test_a_name_taken_elsewhere_while_cut_off_is_given_up_here(nodes: Nodes, red
     first, bob = Client(cluster[0].port), Client(cluster[0].port)
     first.join("alice")
     bob.join("bob")
-    redis.kill()
-    for node in cluster:
-        node.wait_for_log("cluster commands unavailable")
+    lose_redis(cluster, redis)
     os.kill(cluster[0].pid, signal.SIGSTOP)
     try:
         redis.start()
