@@ -68,10 +68,15 @@ Nodes = Callable[..., list[ChatServer]]
 
 @pytest.fixture
 def nodes(start_server: StartServer, redis: Redis) -> Nodes:
+    """Start C{count} nodes on the fixture's Redis; return them once each is in sync."""
+
     def start(count: int = 3, *args: str) -> list[ChatServer]:
-        return [
+        cluster = [
             start_server("--redis", redis.url, "--node-id", f"node{i}", *args) for i in range(count)
         ]
+        for node in cluster:
+            in_sync(node)
+        return cluster
 
     return start
 
@@ -98,8 +103,6 @@ def lose_redis(cluster: list[ChatServer], redis: Redis) -> None:
 
 def test_users_on_different_nodes_talk(nodes: Nodes) -> None:
     cluster = nodes(3)
-    for node in cluster:
-        in_sync(node)
     ann, bob, cy = (Client(node.port) for node in cluster)
     ann.join("Ann")
     bob.join("bob")
@@ -126,8 +129,6 @@ def test_users_on_different_nodes_talk(nodes: Nodes) -> None:
 
 def test_capacity_is_cluster_wide_under_concurrent_joins(nodes: Nodes) -> None:
     cluster = nodes(3, "--max-users", "10", "--rate-limit", "0")
-    for node in cluster:
-        in_sync(node)
     clients = [Client(cluster[i % 3].port) for i in range(50)]
     replies: dict[str, str] = {}
     barrier = threading.Barrier(len(clients))
@@ -181,8 +182,6 @@ def test_sigkilled_node_leaves_no_ghosts(
 
 def test_redis_restart_recovers_and_list_is_right(nodes: Nodes, redis: Redis) -> None:
     cluster = nodes(2)
-    for node in cluster:
-        in_sync(node)
     ann, bob = Client(cluster[0].port), Client(cluster[1].port)
     ann.join("ann")
     bob.join("bob")
@@ -216,7 +215,6 @@ def test_redis_restart_recovers_and_list_is_right(nodes: Nodes, redis: Redis) ->
 def test_pipelined_commands_wait_for_the_cluster_join(nodes: Nodes) -> None:
     """A JOIN waits for Redis; the lines sent behind it are answered after it, in order."""
     (node,) = nodes(1, "--rate-limit", "0")
-    in_sync(node)
     ann = Client(node.port)
     ann.send(b"JOIN ann\r\nMESG ann hi\r\nLIST\r\nJOIN again\r\nQUIT\r\n")
     assert [ann.read_line() for _ in range(7)] == [
@@ -238,8 +236,6 @@ def test_a_name_taken_elsewhere_while_cut_off_is_given_up_here(nodes: Nodes, red
     is not held on node0 for a resume: messages go to node1's alice.
     """
     cluster = nodes(2)
-    for node in cluster:
-        in_sync(node)
     first, bob = Client(cluster[0].port), Client(cluster[0].port)
     first.join("alice")
     bob.join("bob")
