@@ -116,7 +116,9 @@ class Commands(_Base):
                 name,
                 "nothing to resume",
                 replies.INVALID_TOKEN,
-                f"no dropped session of {name} is waiting; JOIN {name} to start anew",
+                f"no dropped session of {name} is waiting; JOIN {name} to start anew"
+                if self.factory.limits.grace
+                else f"this server keeps no session after a dropped connection; JOIN {name}",
             )
             return None
         return self._whenDecided(self.room.join(name, self), self._joinDecided, name)
@@ -126,7 +128,9 @@ class Commands(_Base):
         if away.timer is not None and away.timer.active():
             away.timer.cancel()
         self.room.replace(away, self)
-        self.token = away.token
+        # A token seen once (on a shared screen, in a log) must not take the
+        # name again later: every resume issues a new one.
+        self.token = new_token()
         self._joined()
         replayed, dropped = len(away.held), away.dropped
         room = self.room
@@ -192,7 +196,8 @@ class Commands(_Base):
         elif admission is Admission.TAKEN:
             self._refuseTaken(name, self.room.findLocal(name))
         else:
-            self.token = new_token()
+            # Without a grace period there is nothing to resume: no token.
+            self.token = new_token() if self.factory.limits.grace else None
             self._joined()
             self.log.info(
                 "{name} joined from {peer} ({count}/{capacity} users)",
@@ -201,14 +206,15 @@ class Commands(_Base):
                 count=len(room),
                 capacity=room.capacity,
             )
+            resume = f" (resume token: {self.token})" if self.token else ""
             self.deliver(
                 self.format.ok(
                     "JOIN",
-                    f"{name} {len(room)}/{room.capacity} (resume token: {self.token})",
+                    f"{name} {len(room)}/{room.capacity}{resume}",
                     name,
                     len(room),
                     room.capacity,
-                    self.token,
+                    self.token or "-",
                 )
             )
 
@@ -317,7 +323,9 @@ class Commands(_Base):
                 self._unavailable()
 
     def do_HELP(self, rest: str) -> None:
-        self.deliver(b"".join(map(replies.info, replies.HELP_TEXT)) + self.format.ok("HELP", "-"))
+        self.deliver(
+            replies.help_text(bool(self.factory.limits.grace)) + self.format.ok("HELP", "-")
+        )
 
     def do_MODE(self, rest: str) -> None:
         mode = rest.upper()

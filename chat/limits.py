@@ -27,7 +27,8 @@ class Limits:
     @ivar burst: lines a client may send at once.
     @ivar max_backlog: bytes of delayed, unprocessed input a client may have.
     @ivar grace: seconds a dropped user's name and messages are kept for a
-        resume (0: the name is freed at once).
+        resume; 0 (the default, as the specification asks) frees the name
+        and the seat the moment the connection drops.
     @ivar max_held: messages kept for a user during the grace period.
     """
 
@@ -40,8 +41,12 @@ class Limits:
     rate: float = 10.0
     burst: int = 20
     max_backlog: int = 64 * 1024
-    grace: float = 60.0
+    grace: float = 0.0
     max_held: int = 100
+
+
+_WHOLE = 1 - 1e-9
+"""A token, give or take the rounding of adding up float seconds."""
 
 
 class TokenBucket:
@@ -73,8 +78,10 @@ class TokenBucket:
         """
         tokens = self.available(now)
         self._last = now
-        if tokens >= 1:
-            self._tokens = tokens - 1
+        # Within rounding of a whole token is a token: else the wait would be
+        # too small to move a clock's float time, and be asked for forever.
+        if tokens >= _WHOLE:
+            self._tokens = max(tokens - 1, 0.0)
             return 0.0
         self._tokens = tokens
         return (1 - tokens) / self.rate

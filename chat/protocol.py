@@ -10,10 +10,11 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from chat import replies
 from chat.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
@@ -32,11 +33,20 @@ if TYPE_CHECKING:
 _DELIVERED = Delivery.DELIVERED  # a global is cheaper than an enum lookup per recipient
 
 
+HINT_AFTER = 2.0
+"""Seconds of quiet after text without a line end before the hint is sent."""
+
+LINE_END_HINT = replies.info(
+    "Your line has no line end yet: a command runs when its line ends (Enter: LF or CR LF)"
+)
+
+
 def _inputSize(line: bytes | _LineTooLong, max_line: int) -> int:
     """The input bytes a line stands for (an overlong one: at least the limit)."""
     return max_line if line is LINE_TOO_LONG else len(line) + 1
 
 
+@implementer(IHalfCloseableProtocol)
 class ChatProtocol(Runs, Commands, LineReceiver):
     """
     One telnet connection: unregistered until a successful JOIN.
@@ -52,6 +62,12 @@ class ChatProtocol(Runs, Commands, LineReceiver):
     between, bytes queued for it are counted: past C{max_outbound} the client
     is a slow consumer and is disconnected, so a client that never reads
     costs the server a bounded amount of memory.
+
+    A client may close its sending side and wait for its answers (C{nc -N},
+    a script's C{shutdown(SHUT_WR)}): as an L{IHalfCloseableProtocol} it is
+    told so by C{readConnectionLost}, answers every line it has received
+    (an unterminated last one included) at the usual flood-control pace, and
+    then closes.
 
     @ivar name: the registered name, or C{None} before JOIN and after leaving.
     @ivar blocked: whether the transport's outbound buffer is full (between
@@ -81,6 +97,9 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         self._admitted = False
         self._lastInput = 0.0
         self._joinTimer: IDelayedCall | None = None
+        self._hintTimer: IDelayedCall | None = None
+        self._hinted = False
+        self._inputEnded = False
         self._drainCall: IDelayedCall | None = None
         self._waiting: Deferred[None] | None = None
         self._processing = False
@@ -130,7 +149,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         self._admitted = False
         self.factory.peers.release(self.host)
         self.factory.connections.discard(self)
-        for call in (self._joinTimer, self._drainCall):
+        for call in (self._joinTimer, self._drainCall, self._hintTimer):
             if call is not None and call.active():
                 call.cancel()
         if self.name is not None:
@@ -177,14 +196,20 @@ class ChatProtocol(Runs, Commands, LineReceiver):
                 capacity=self.room.capacity,
             )
 
-    def close(self, data: bytes = b"") -> None:
-        """Send C{data}, then close once everything queued has been sent."""
+    def close(self, data: bytes = b"", leave: bool = True) -> None:
+        """
+        Send C{data}, then close once everything queued has been sent.
+
+        @param leave: leave the room now; else C{connectionLost} treats the
+            close as a drop (a name held for a resume with C{--grace}).
+        """
         if self._gone:
             return
         self.deliver(data)
         self.flush()
         self._gone = True
-        self._leave()
+        if leave:
+            self._leave()
         # A transport with a registered producer waits for it before closing.
         self.transport.unregisterProducer()
         self.transport.loseConnection()
@@ -207,8 +232,41 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         self._joinTimer = None
         timeout = self.factory.limits.join_timeout
         self.factory.stats.limits["join_timeout"] += 1
-        self.log.info("closing {peer}: no JOIN within {timeout}s", peer=self.peer, timeout=timeout)
-        self.bye(replies.JOIN_TIMEOUT, f"no JOIN within {timeout:g} seconds", timeout)
+        pending = self._lines.pending
+        if not pending:
+            self.log.info(
+                "closing {peer}: no JOIN within {timeout}s", peer=self.peer, timeout=timeout
+            )
+            self.bye(replies.JOIN_TIMEOUT, f"no JOIN within {timeout:g} seconds", timeout)
+            return
+        # A client that sent "JOIN name" without a line end did send a JOIN:
+        # say what was missing.
+        self.log.info(
+            "closing {peer}: no JOIN within {timeout}s; an unfinished line of {pending} bytes "
+            "had no line end",
+            peer=self.peer,
+            timeout=timeout,
+            pending=pending,
+        )
+        self.bye(
+            replies.JOIN_TIMEOUT,
+            f"no JOIN within {timeout:g} seconds; your unfinished line of {pending} bytes "
+            "never got its line end (Enter: LF or CR LF)",
+            timeout,
+            pending,
+        )
+
+    def _hintLineEnd(self) -> None:
+        """Text came without a line end, then nothing: say how commands end, once."""
+        self._hintTimer = None
+        if self._lines.pending and not self._lines.seen_line_end:
+            self._hinted = True
+            self.log.info(
+                "{who} sent {pending} bytes without a line end; hinted",
+                who=self.name or self.peer,
+                pending=self._lines.pending,
+            )
+            self.deliver(LINE_END_HINT)
 
     def _idleTimedOut(self) -> None:
         timeout = self.factory.limits.idle_timeout
@@ -287,8 +345,62 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         if answers:
             self.deliver(answers)
         lines = self._lines.feed(data)
-        if not lines:
+        if lines:
+            if self._hintTimer is not None:
+                self._hintTimer.cancel()
+                self._hintTimer = None
+            self._input(lines)
+        elif not self._hinted and self._lines.pending and not self._lines.seen_line_end:
+            # Some clients send "JOIN name" without a line end and wait.
+            if self._hintTimer is None:
+                self._hintTimer = self.factory.clock.callLater(HINT_AFTER, self._hintLineEnd)
+            else:
+                self._hintTimer.reset(HINT_AFTER)
+
+    def readConnectionLost(self) -> None:
+        """
+        The client closed its sending side (C{nc -N}, C{shutdown(SHUT_WR)}):
+        its last line counts even without a line end, and every line it sent
+        is answered, at the flood-control pace, before the connection closes.
+        """
+        if self._gone:
             return
+        self._inputEnded = True
+        if self._hintTimer is not None:
+            self._hintTimer.cancel()
+            self._hintTimer = None
+        lines = self._lines.end()
+        self.log.info(
+            "{who} closed its input; closing after answering what it sent",
+            who=self.name or self.peer,
+        )
+        if lines:
+            self._input(lines)
+        self._closeIfAnswered()
+
+    def writeConnectionLost(self) -> None:
+        """Never called: the server does not half-close its own side."""
+
+    def _closeIfAnswered(self) -> None:
+        """After the end of input, close once nothing received waits for an answer."""
+        if self._inputEnded and not self._gone and not self._backlog and self._waiting is None:
+            if self.factory.limits.grace:
+                # Closing telnet also ends its input: held for a resume, as a
+                # drop is, once the connection is closed (connectionLost).
+                self.close(leave=False)
+                return
+            name = self._leave()
+            if name is not None:
+                self.log.info(
+                    "{name} left: input ended ({count}/{capacity} users)",
+                    name=name,
+                    count=len(self.room),
+                    capacity=self.room.capacity,
+                )
+            self.close()
+
+    def _input(self, lines: list[bytes | _LineTooLong]) -> None:
+        """Run complete lines now, as far as flood control allows; backlog the rest."""
         self._lastInput = now = self.factory.clock.seconds()
         if self._waiting is None and not self._backlog:
             # The fast path: nothing waits, so lines run at once while the
@@ -345,6 +457,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
             return
         clock, bucket, backlog = self.factory.clock, self._bucket, self._backlog
         if not backlog:
+            self._closeIfAnswered()
             return
         self._processing = True
         try:
@@ -361,6 +474,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
             self._backlog = None  # empty: free it
         finally:
             self._processing = False
+        self._closeIfAnswered()
 
     def _drainLater(self) -> None:
         self._drainCall = None

@@ -32,9 +32,9 @@ from chat.commands import NAME_RULE
 
 CRLF: Final = b"\r\n"
 
+RESUME_HELP: Final = "JOIN <username> <token> take your name back after a dropped connection"
 HELP_TEXT: Final = (
     "JOIN <username>         register; " + NAME_RULE,
-    "JOIN <username> <token> take your name back after a dropped connection",
     "LIST                    list the registered users",
     "MESG <username> <text>  send a private message",
     "BCST <text>             send a message to everyone else",
@@ -81,6 +81,12 @@ def relayed(verb: str, sender: str, text: str) -> bytes:
     same in both formats, so a broadcast is encoded once for everyone.
     """
     return f"{verb} {sender}: {text}\r\n".encode()
+
+
+def help_text(resume: bool) -> bytes:
+    """The INFO lines of HELP; the resume line only where resume is on (C{--grace})."""
+    lines = HELP_TEXT[:1] + (RESUME_HELP,) + HELP_TEXT[1:] if resume else HELP_TEXT
+    return b"".join(map(info, lines))
 
 
 def code(reason: str) -> str:

@@ -129,7 +129,7 @@ class Options(usage.Options):
             "grace",
             None,
             defaults.grace,
-            "Seconds a dropped user's name and messages are kept for a resume.",
+            "Seconds a dropped user's name and messages are kept for a resume (0: off).",
             limit,
         ],
         [

@@ -4,14 +4,16 @@ Removal of telnet commands from an inbound byte stream (RFC 854, sans I/O).
 
 A real C{telnet} client sends C{IAC} sequences: option negotiation
 (C{IAC DO x}), commands (C{IAC IP} on Ctrl-C, C{IAC AYT}), subnegotiations
-(C{IAC SB ... IAC SE}), and C{CR NUL} for a bare carriage return. None of
-that is chat text, so it is removed here before lines are split.
+(C{IAC SB ... IAC SE}). None of that is chat text, so it is removed here before
+lines are split. Line ends, C{CR NUL} included, are left to the line splitter
+(L{chat.framing}), which knows them all.
 
 C{twisted.conch.telnet.Telnet} does the same job, but it walks the input one
 byte at a time in Python and is a C{Protocol} rather than a filter in front of
-a C{LineReceiver}. This filter uses C{bytes.find} and C{bytes.replace}, so the
-common case (no C{IAC} in a read) costs one C-level scan, and it keeps at
-most a few bytes of state between reads, whatever the peer sends.
+a C{LineReceiver}. This filter looks for C{IAC} with one C-level scan of each
+read, and walks only the reads that have one (or that start inside a
+command); it keeps a state and one byte between reads, whatever the peer
+sends.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ DO = 253
 WONT = 252
 WILL = 251
 SB = 250
+EC = 247
 SE = 240
 
 _IAC_BYTE = b"\xff"
+_BS_BYTE = b"\x08"
 _DATA, _COMMAND, _OPTION, _SUBNEGOTIATION, _SUBNEGOTIATION_IAC = range(5)
 
 
@@ -38,16 +42,16 @@ class TelnetInput:
     matters: after Ctrl-C a telnet client discards everything it receives
     until the mark is acknowledged.
 
-    C{CR NUL} becomes C{LF}, so that a client whose Enter key sends C{CR NUL}
-    still ends its lines; C{CR LF} is left for the line splitter.
+    C{IAC EC} (erase character) becomes a BS byte, which the line splitter
+    applies as it does a BS typed in the line. Every other command is
+    removed; data bytes, line ends included, pass as they are.
     """
 
-    __slots__ = ("_pending_cr", "_state", "_verb")
+    __slots__ = ("_state", "_verb")
 
     def __init__(self) -> None:
         self._state = _DATA
         self._verb = 0
-        self._pending_cr = False
 
     def feed(self, data: bytes) -> tuple[bytes, bytes]:
         """
@@ -57,20 +61,12 @@ class TelnetInput:
         @return: C{(chat_bytes, replies)}: the input with every telnet command
             removed, and the negotiation answers to send back (often empty).
         """
-        if self._pending_cr:
-            data = b"\r" + data
-            self._pending_cr = False
-        replies = b""
-        if self._state != _DATA or _IAC_BYTE in data:
-            data, replies = self._strip(data)
-        if data.endswith(b"\r"):
-            # CR NUL may be split across reads: hold the CR back until the
-            # next byte says whether it ends a line.
-            data = data[:-1]
-            self._pending_cr = True
-        if b"\r\x00" in data:
-            data = data.replace(b"\r\x00", b"\n")
-        return data, replies
+        # IAC as an int: C{bytes.__contains__} takes the memchr path at once,
+        # where a bytes argument first fails as an int, at the cost of an
+        # exception set and cleared.
+        if self._state != _DATA or IAC in data:
+            return self._strip(data)
+        return data, b""
 
     def _strip(self, data: bytes) -> tuple[bytes, bytes]:
         """Walk C{data} through the command state machine (slow path)."""
@@ -106,8 +102,11 @@ class TelnetInput:
                     state = _OPTION
                 elif byte == SB:
                     state = _SUBNEGOTIATION
+                elif byte == EC:
+                    kept.append(_BS_BYTE)
+                    state = _DATA
                 else:
-                    # NOP, IP, AO, AYT, EC, EL, GA, BRK, DM, stray SE: no data.
+                    # NOP, IP, AO, AYT, EL, GA, BRK, DM, stray SE: no data.
                     state = _DATA
             elif state == _OPTION:
                 if self._verb == DO:

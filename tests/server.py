@@ -391,6 +391,22 @@ def pump(clients: Iterable[Client], timeout: float = 0.05) -> int:
     return total
 
 
+def poll_until_gone(observer: Client, name: str, timeout: float = 5.0) -> list[str]:
+    """
+    LIST until C{name} is no longer registered.
+
+    The server learns of a dropped connection asynchronously, so polling is
+    the only way to wait for it; each poll is a full request and reply.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        names = observer.list_names()
+        if name not in names:
+            return names
+        assert time.monotonic() < deadline, f"{name} still listed after {timeout} s: {names}"
+        time.sleep(0.02)
+
+
 def take_lines(client: Client) -> list[str]:
     """Every complete line already in C{client}'s buffer, without reading."""
     *lines, client.buffer = client.buffer.split(CRLF)

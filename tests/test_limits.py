@@ -187,3 +187,15 @@ def test_overlong_lines_count_against_the_backlog(clock: Clock) -> None:
     for _ in range(300):
         flooder.send(b"x" * 200 + b"\n")
     assert flooder.closed
+
+
+def test_token_bucket_rounding_never_asks_for_a_wait_too_small_to_pass() -> None:
+    """
+    Float time adds up with rounding: a token short by that much is a token,
+    else the wait asked for would be too small to move a clock (which then
+    ran the drain again and again without end).
+    """
+    bucket = TokenBucket(10, 1, 0.0)
+    assert bucket.take(0.0) == 0
+    almost = 0.7 - 0.6  # 0.09999999999999998: a token short by 2e-16
+    assert bucket.take(almost) == 0

@@ -106,7 +106,10 @@ class Room(RuleBasedStateMachine):
                         f"{holder.dropped} older ones dropped"
                     ),
                 ]
+                # A resume issues a new token; the old one is spent.
+                assert client.token != holder.token
                 holder.client, holder.held, holder.dropped = i, [], 0
+                holder.token = str(client.token)
         elif holder is not None and holder.client is None:
             assert reply[0].startswith(f"ERR Username Taken: {holder.name} is held for a user")
         elif token and holder is None:

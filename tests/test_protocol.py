@@ -6,7 +6,6 @@ transports, no network. Every rule of the protocol has a test here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import pytest
 from twisted.internet.address import IPv6Address
@@ -15,6 +14,7 @@ from twisted.internet.testing import StringTransportWithDisconnection
 
 from chat.factory import ChatFactory
 from chat.limits import Limits
+from chat.protocol import LINE_END_HINT
 from harness import Client, connector, logged
 
 
@@ -35,13 +35,13 @@ def connect(factory: ChatFactory) -> Callable[..., Client]:
 
 def test_join_and_count(connect) -> None:
     a = connect()
-    assert a.send("JOIN alice") == ["OK JOIN alice 1/3 (resume token: T)"]
-    assert connect().send("join Bob") == ["OK JOIN Bob 2/3 (resume token: T)"]
+    assert a.send("JOIN alice") == ["OK JOIN alice 1/3"]
+    assert connect().send("join Bob") == ["OK JOIN Bob 2/3"]
 
 
 def test_commands_are_case_insensitive(connect) -> None:
     a = connect()
-    assert a.send("jOiN alice") == ["OK JOIN alice 1/3 (resume token: T)"]
+    assert a.send("jOiN alice") == ["OK JOIN alice 1/3"]
     assert a.send("list") == ["USER alice", "OK LIST 1"]
     assert a.send("Help")[-1] == "OK HELP -"
     assert a.send("qUiT") == ["OK QUIT Bye"]
@@ -65,7 +65,7 @@ def test_a_seat_freed_by_quit_can_be_taken(connect) -> None:
     late = connect()
     assert late.send("JOIN d")[0].startswith("ERR Too Many Users")
     a.send("QUIT")
-    assert late.send("JOIN d") == ["OK JOIN d 3/3 (resume token: T)"]
+    assert late.send("JOIN d") == ["OK JOIN d 3/3"]
 
 
 def test_second_join_is_discarded(connect, logs) -> None:
@@ -161,8 +161,14 @@ def test_bcst_alone(connect) -> None:
 
 def test_relayed_text_cannot_inject_lines_or_escapes(connect) -> None:
     a, b = connect("a"), connect("b")
-    a.send(b"MESG b hi\rOK JOIN fake\x1b[2J\xc2\x9b\x00 end\r\n")
-    assert b.lines() == ["MESG a: hiOK JOIN fake[2J end"]
+    a.send(b"MESG b hi\x0bOK JOIN fake\x1b[2J\xc2\x9b\x00 end\r\n")
+    assert b.lines() == ["MESG a: hiOK JOIN fake end"]
+    # A CR ends the line: what follows it is a command of the sender's own.
+    assert a.send(b"MESG b hi\rOK JOIN fake\r\n") == [
+        "OK MESG b delivered",
+        "ERR Unknown Message: OK is not a command; HELP lists them",
+    ]
+    assert b.lines() == ["MESG a: hi"]
 
 
 def test_invalid_utf8_is_replaced_not_fatal(connect) -> None:
@@ -195,7 +201,7 @@ def test_empty_lines_are_ignored(connect) -> None:
 def test_lf_crlf_and_cr_nul_line_ends(connect) -> None:
     a = connect()
     assert a.send(b"JOIN a\nLIST\r\nLIST\r\x00") == [
-        "OK JOIN a 1/3 (resume token: T)",
+        "OK JOIN a 1/3",
         "USER a",
         "OK LIST 1",
         "USER a",
@@ -206,7 +212,7 @@ def test_lf_crlf_and_cr_nul_line_ends(connect) -> None:
 def test_pipelined_commands_are_answered_in_order(connect) -> None:
     a, b = connect(), connect("b")
     replies = a.send(b"JOIN a\r\n" + b"".join(b"MESG b %d\r\n" % i for i in range(20)) + b"LIST\n")
-    assert replies == ["OK JOIN a 2/3 (resume token: T)"] + ["OK MESG b delivered"] * 20 + [
+    assert replies == ["OK JOIN a 2/3"] + ["OK MESG b delivered"] * 20 + [
         "USER b",
         "USER a",
         "OK LIST 2",
@@ -218,14 +224,14 @@ def test_one_byte_segments(connect) -> None:
     a, b = connect(), connect("b")
     for byte in b"JOIN a\r\nMESG b split\r\n":
         a.protocol.dataReceived(bytes([byte]))
-    assert a.lines() == ["OK JOIN a 2/3 (resume token: T)", "OK MESG b delivered"]
+    assert a.lines() == ["OK JOIN a 2/3", "OK MESG b delivered"]
     assert b.lines() == ["MESG a: split"]
 
 
 def test_telnet_commands_are_removed_and_negotiation_refused(connect) -> None:
     a = connect()
     a.protocol.dataReceived(b"JO\xff\xf4\xff\xfd\x06IN a\xff\xfa\x1f\x00\x50\xff\xf0\r\n")
-    assert a.raw().startswith(b"\xff\xfc\x06OK JOIN a 1/3 (resume token: ")
+    assert a.raw().startswith(b"\xff\xfc\x06OK JOIN a 1/3\r\n")
 
 
 def test_overlong_line_is_refused_and_connection_kept(connect, logs) -> None:
@@ -248,7 +254,7 @@ def test_quit_closes_and_frees_the_name(connect, logs) -> None:
     assert a.send("QUIT") == ["OK QUIT Bye"]
     assert a.closed
     assert b.send("LIST") == ["USER b", "OK LIST 1"]
-    assert connect().send("JOIN ALICE") == ["OK JOIN ALICE 2/3 (resume token: T)"]
+    assert connect().send("JOIN ALICE") == ["OK JOIN ALICE 2/3"]
     assert logged(logs, "alice quit")
 
 
@@ -258,13 +264,113 @@ def test_nothing_is_served_after_quit_in_the_same_read(connect) -> None:
     assert b.lines() == []
 
 
-def test_dropped_connection_frees_the_name_without_grace(connect, factory, logs) -> None:
-    factory.limits = replace(factory.limits, grace=0)
+def test_dropped_connection_frees_the_name_at_once_by_default(connect, factory, logs) -> None:
+    """The specification: a disconnected client's entry is removed (no --grace)."""
+    assert factory.limits.grace == 0
     a, b = connect("alice"), connect("b")
     a.transport.loseConnection()
     assert b.send("MESG alice hi")[0].startswith("ERR Unknown Recipient")
     assert a.protocol not in factory.connections
     assert logged(logs, "alice dropped the connection")
+
+
+# End of input (half-close) and lines without a line end
+
+
+def flood_controlled(clock: Clock, **limits: float) -> Callable[..., Client]:
+    """Clients of a server with flood control on (burst 5, then 10 lines/s)."""
+    settings: dict = {"rate": 10, "burst": 5, "join_timeout": 0, **limits}
+    return connector(ChatFactory(limits=Limits(**settings), clock=clock))
+
+
+def test_end_of_input_answers_every_line_at_the_flood_pace(clock, logs) -> None:
+    """nc -N with a script: every line answered, QUIT included, then closed."""
+    connect = flood_controlled(clock)
+    reader, script = connect("reader"), connect()
+    script.protocol.dataReceived(
+        b"JOIN scripter\r\n" + b"".join(b"BCST %d\r\n" % i for i in range(30)) + b"QUIT\r\n"
+    )
+    script.protocol.readConnectionLost()
+    assert not script.closed  # the backlog is still being answered
+    clock.pump([0.1] * 40)
+    assert script.lines() == ["OK JOIN scripter 2/10"] + ["OK BCST 1"] * 30 + ["OK QUIT Bye"]
+    assert reader.lines() == [f"BCST scripter: {i}" for i in range(30)]
+    assert script.closed
+    assert logged(logs, "scripter closed its input")
+
+
+def test_end_of_input_without_quit_closes_and_frees_the_name(clock, logs) -> None:
+    connect = flood_controlled(clock)
+    script = connect()
+    script.protocol.dataReceived(b"JOIN ghost\r\n" + b"LIST\r\n" * 8)
+    script.protocol.readConnectionLost()
+    clock.pump([0.1] * 10)
+    assert script.lines() == ["OK JOIN ghost 1/10"] + ["USER ghost", "OK LIST 1"] * 8
+    assert script.closed
+    assert logged(logs, "ghost left: input ended (0/10 users)")
+    assert connect().send("JOIN ghost") == ["OK JOIN ghost 1/10"]
+
+
+def test_a_last_line_without_a_line_end_counts_at_end_of_input(connect) -> None:
+    script = connect()
+    script.protocol.dataReceived(b"JOIN x\nLIST")
+    assert script.lines() == ["OK JOIN x 1/3"]
+    script.protocol.readConnectionLost()
+    assert script.lines() == ["USER x", "OK LIST 1"]
+    assert script.closed
+
+
+def test_end_of_input_while_idle_closes_at_once(connect) -> None:
+    client = connect("idle")
+    client.protocol.readConnectionLost()
+    assert client.closed
+    assert connect().send("JOIN idle") == ["OK JOIN idle 1/3"]
+
+
+def test_a_half_closed_flood_is_still_bounded_by_the_backlog(clock, logs) -> None:
+    connect = flood_controlled(clock, max_backlog=200)
+    flooder = connect("flooder")
+    flooder.protocol.dataReceived(b"BCST flood\r\n" * 30)
+    flooder.protocol.readConnectionLost()
+    assert flooder.lines()[-1].startswith("BYE Flooding")
+    assert flooder.closed
+
+
+def test_one_hint_when_text_waits_without_a_line_end(connect, clock, logs) -> None:
+    """Some clients send "JOIN name" with no line end and wait forever."""
+    student = connect()
+    student.protocol.dataReceived(b"JOIN ")
+    clock.advance(1.5)
+    student.protocol.dataReceived(b"kim")  # still typing: the quiet time starts anew
+    clock.advance(1.9)
+    assert student.lines() == []
+    clock.advance(0.2)
+    assert student.lines() == [LINE_END_HINT.decode().rstrip()]
+    assert logged(logs, "sent 8 bytes without a line end; hinted")
+    student.protocol.dataReceived(b" ")
+    clock.advance(10)
+    assert student.lines() == []  # one hint only
+    assert student.send(b"\r\n") == ["OK JOIN kim 1/3"]
+
+
+def test_no_hint_once_lines_have_ended(connect, clock) -> None:
+    typist = connect("typist")
+    typist.protocol.dataReceived(b"BCST slow typing")
+    clock.advance(10)
+    assert typist.lines() == []
+
+
+def test_join_timeout_says_that_a_line_had_no_end(clock, logs) -> None:
+    factory = ChatFactory(limits=Limits(rate=0, join_timeout=5), clock=clock)
+    student = Client(factory, 1)
+    student.lines()
+    student.protocol.dataReceived(b"JOIN kim")
+    clock.advance(5)
+    assert student.lines()[-1] == (
+        "BYE Join Timeout: no JOIN within 5 seconds; your unfinished line of 8 bytes never "
+        "got its line end (Enter: LF or CR LF)"
+    )
+    assert logged(logs, "no JOIN within 5s; an unfinished line of 8 bytes had no line end")
 
 
 # Slow consumers

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat.telnet import DO, DONT, IAC, SB, SE, WILL, WONT, TelnetInput
+from chat.framing import LineSplitter
+from chat.telnet import DO, DONT, EC, IAC, SB, SE, WILL, WONT, TelnetInput
 
 IP, AYT, NOP = 244, 246, 241
 TIMING_MARK, NAWS = 6, 31
@@ -51,17 +52,42 @@ def test_two_byte_commands_are_removed() -> None:
     assert feed_all([bytes([IAC, AYT, 65, IAC, NOP, 66])]) == (b"AB", b"")
 
 
-def test_cr_nul_ends_a_line_even_split_across_reads() -> None:
-    assert feed_all([b"LIST\r", b"\x00QUIT\r\x00"]) == (b"LIST\nQUIT\n", b"")
+def test_line_ends_pass_as_they_are() -> None:
+    """CR NUL and CR LF are the line splitter's, even split across reads."""
+    assert feed_all([b"LIST\r", b"\x00QUIT\r\x00", b"A\r", b"\nB\rC\n"]) == (
+        b"LIST\r\x00QUIT\r\x00A\r\nB\rC\n",
+        b"",
+    )
 
 
-def test_crlf_split_across_reads_is_kept_for_the_splitter() -> None:
-    assert feed_all([b"LIST\r", b"\n"]) == (b"LIST\r\n", b"")
+def test_a_cr_at_the_end_of_a_read_is_not_held_back() -> None:
+    """A client that ends its line with a bare CR waits for the answer."""
+    assert TelnetInput().feed(b"LIST\r") == (b"LIST\r", b"")
 
 
 def test_commands_split_byte_by_byte() -> None:
     data = bytes([IAC, DO, TIMING_MARK, IAC, SB, 24, 1, IAC, SE]) + b"HI\r\x00"
-    assert feed_all([bytes([b]) for b in data]) == (b"HI\n", bytes([IAC, WONT, TIMING_MARK]))
+    assert feed_all([bytes([b]) for b in data]) == (b"HI\r\x00", bytes([IAC, WONT, TIMING_MARK]))
+
+
+def test_erase_character_becomes_a_backspace() -> None:
+    assert feed_all([b"helo", bytes([IAC]), bytes([EC]) + b"lo\r\n"]) == (b"helo\x08lo\r\n", b"")
+
+
+def test_erase_character_erases_like_a_backspace_typed() -> None:
+    telnet, lines = TelnetInput(), LineSplitter(100)
+    data, _ = telnet.feed(b"helo" + bytes([IAC, EC]) + b"lo\r\n")
+    assert lines.feed(data) == [b"hello"]
+
+
+def test_a_cr_nul_with_a_command_between_is_one_line_end() -> None:
+    """The splitter sees the bytes the filter keeps, over any reads."""
+    telnet, lines = TelnetInput(), LineSplitter(100)
+    got = []
+    for chunk in [b"LIST\r", bytes([IAC, NOP]), b"\x00QUIT\r", bytes([IAC, AYT]) + b"\n"]:
+        data, _ = telnet.feed(chunk)
+        got += lines.feed(data)
+    assert got == [b"LIST", b"QUIT"]
 
 
 @given(st.binary(), st.lists(st.integers(min_value=0, max_value=64)))
@@ -77,12 +103,9 @@ def test_any_segmentation_gives_the_same_result(data: bytes, cuts: list[int]) ->
 
 
 @given(st.binary().filter(lambda data: b"\xff" not in data))
-def test_data_without_iac_only_loses_cr_nul(data: bytes) -> None:
-    """Without IAC the only change is CR NUL to LF (a final CR waits for more)."""
-    kept, replies = feed_all([data])
-    expected = data[:-1] if data.endswith(b"\r") else data
-    assert kept == expected.replace(b"\r\x00", b"\n")
-    assert replies == b""
+def test_data_without_iac_passes_unchanged(data: bytes) -> None:
+    """Without IAC nothing changes: line ends are the splitter's."""
+    assert feed_all([data]) == (data, b"")
 
 
 @given(st.binary())
