@@ -105,3 +105,28 @@ def test_two_telnet_sessions_chat(
     bob.expect_exact("Connection closed by foreign host.")
     bob.expect(pexpect.EOF)
     server.wait_for_log("Bob quit (0/10 users)")
+
+
+def test_telnet_in_character_mode(
+    open_telnet: Callable[[], pexpect.spawn], server: ChatServer
+) -> None:
+    """
+    In character mode telnet sends each key as it is pressed: Backspace (the
+    terminal's erase character), the cursor keys' escape sequences and the
+    Enter key (CR NUL or CR LF) arrive as they are, and must edit the line
+    as the terminal showed it.
+    """
+    typist, reader = open_telnet(), open_telnet()
+    reader.sendline("JOIN reader")
+    reader.expect_exact("OK JOIN reader 1/10\r\n")
+    typist.sendcontrol("]")
+    typist.expect_exact("telnet> ")
+    typist.sendline("mode character")
+    typist.send("JOIN typistx\x7f\r")  # DEL: the erase character of the pty
+    typist.expect_exact("OK JOIN typist 2/10\r\n")
+    typist.send("BCST hel\x1b[D\x1b[Clo\r")  # Left, Right: removed whole
+    typist.expect_exact("OK BCST 1\r\n")
+    reader.expect_exact("BCST typist: hello\r\n")
+    typist.send("QUIT\r")
+    typist.expect_exact("OK QUIT Bye\r\n")
+    typist.expect(pexpect.EOF)
