@@ -9,7 +9,7 @@ protocols of one factory, as the reactor would, with transports that keep
 nothing and a log observer that writes nowhere: what is left is the server's
 own work per message, steady to a few per cent, for comparing two versions
 of the command path in seconds. C{--line-by-line} makes every line take the
-general path (L{chat.handlers.Commands.lineReceived}), without the runs.
+general path (L{chat.server.handlers.Commands.lineReceived}), without the runs.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from chat.factory import ChatFactory
-from chat.limits import Limits
-from chat.logs import DirectRelayLog, TextLogObserver
-from chat.outbox import Outbox
-from chat.protocol import ChatProtocol
+from chat.core.limits import Limits
+from chat.server.factory import ChatFactory
+from chat.server.logs import DirectRelayLog, TextLogObserver
+from chat.server.outbox import Outbox
+from chat.server.protocol import ChatProtocol
 
 USERS = 100
 LINES_PER_READ = 16  # as the load generator's window of 16 sends them

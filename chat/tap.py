@@ -17,13 +17,13 @@ from twisted.internet.defer import Deferred
 from twisted.logger import ILogObserver, Logger, jsonFileLogObserver
 from twisted.python import usage
 
-from chat.factory import ChatFactory
-from chat.limits import Limits
-from chat.logs import DirectRelayLog, RelayLog, TextLogObserver
-from chat.protocol import ChatProtocol
+from chat.core.limits import Limits
+from chat.server.factory import ChatFactory
+from chat.server.logs import DirectRelayLog, RelayLog, TextLogObserver
+from chat.server.protocol import ChatProtocol
 
 if TYPE_CHECKING:
-    from chat.cluster import ClusterRoom
+    from chat.cluster.room import ClusterRoom
 
 
 def positive_int(value: str) -> int:
@@ -269,7 +269,7 @@ def log_observer(config: Options) -> ILogObserver | None:
     """
     JSON lines on standard output for C{--log-format json}; for text on
     standard output (C{twistd -n} without C{--logfile}), the same lines as
-    twistd's but fast (L{chat.logs}). Anything else (a log file, syslog,
+    twistd's but fast (L{chat.server.logs}). Anything else (a log file, syslog,
     C{--logger}) is left to twistd.
     """
     if config["log-format"] == "json":
@@ -301,7 +301,7 @@ def makeService(config: Options) -> IService:
     limits: Limits = config["limits"]
     cluster = None
     if config["redis"]:
-        from chat.cluster import ClusterRoom, default_node_id
+        from chat.cluster.room import ClusterRoom, default_node_id
 
         node = config["node-id"] or default_node_id()
         cluster = ClusterRoom(config["max-users"], config["redis"], node, reactor)
@@ -318,7 +318,7 @@ def makeService(config: Options) -> IService:
     if limits.idle_timeout:
         TimerService(min(limits.idle_timeout / 4, 5.0), factory.checkIdle).setServiceParent(service)
     if config["metrics"]:
-        from chat.metrics import metrics_service
+        from chat.server.metrics import metrics_service
 
         metrics_service(endpoint_description(config["metrics"]), factory).setServiceParent(service)
     if config["web"]:

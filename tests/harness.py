@@ -9,8 +9,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.logger import LogEvent, formatEvent
 
-from chat.factory import ChatFactory
-from chat.protocol import ChatProtocol
+from chat.server.factory import ChatFactory
+from chat.server.protocol import ChatProtocol
 
 GREETING = [
     "INFO Welcome to chat. Register with: JOIN <username>",

@@ -1,4 +1,4 @@
-"""Tests for L{chat.commands}: decoding, command words and names."""
+"""Tests for L{chat.core.text}: decoding, command words and names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat.commands import _CONTROLS, decode, fold, is_valid_name, split_command
+from chat.core.text import _CONTROLS, decode, fold, is_valid_name, split_command
 
 
 def test_invalid_utf8_is_replaced() -> None:

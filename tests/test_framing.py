@@ -1,6 +1,6 @@
 """
-Tests for L{chat.framing.LineSplitter} and the line editing it applies
-(L{chat.terminal}).
+Tests for L{chat.core.framing.LineSplitter} and the line editing it applies
+(L{chat.core.terminal}).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat.framing import BYTE_ORDER_MARK, LINE_TOO_LONG, LineSplitter, _LineTooLong
-from chat.terminal import edit
+from chat.core.framing import BYTE_ORDER_MARK, LINE_TOO_LONG, LineSplitter, _LineTooLong
+from chat.core.terminal import edit
 
 Line = bytes | _LineTooLong
 
@@ -319,7 +319,7 @@ def test_end_gives_the_start_of_a_byte_order_mark_as_a_line() -> None:
 def reference_edit(line: bytes) -> bytes:
     """
     The editing rules as a byte-at-a-time state machine (ECMA-48's forms):
-    written apart from L{chat.terminal}, which uses a regular expression.
+    written apart from L{chat.core.terminal}, which uses a regular expression.
     """
     kept = bytearray()
     state = "text"

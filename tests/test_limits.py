@@ -12,8 +12,8 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
 
-from chat.factory import ChatFactory
-from chat.limits import Limits, PeerCount, TokenBucket
+from chat.core.limits import Limits, PeerCount, TokenBucket
+from chat.server.factory import ChatFactory
 from harness import GREETING, Client, logged
 
 OFF = Limits(rate=0, join_timeout=0)

@@ -1,4 +1,4 @@
-"""Tests for L{chat.logs.TextLogObserver}: twistd's lines, cheaper."""
+"""Tests for L{chat.server.logs.TextLogObserver}: twistd's lines, cheaper."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface.verify import verifyObject
 
-from chat.logs import DirectRelayLog, RelayLog, TextLogObserver
-from chat.protocol import ChatProtocol
+from chat.server.logs import DirectRelayLog, RelayLog, TextLogObserver
+from chat.server.protocol import ChatProtocol
 from chat.tap import Options, log_observer
 
 
@@ -49,7 +49,7 @@ def event(format: str | None, **fields: object) -> dict[str, object]:
     base: dict[str, object] = {
         "log_time": time.time(),
         "log_level": LogLevel.info,
-        "log_namespace": "chat.protocol.ChatProtocol",
+        "log_namespace": "chat.server.protocol.ChatProtocol",
     }
     if format is not None:
         base["log_format"] = format
@@ -164,10 +164,10 @@ def test_direct_relay_lines_are_the_logged_lines() -> None:
         [line.split(" ", 1)[1] for line in direct]
         == [line.split(" ", 1)[1] for line in logged]
         == [
-            "[chat.protocol.ChatProtocol#info] MESG alice -> bob: held",
-            "[chat.protocol.ChatProtocol#info] MESG alice -> bob: delivered",
-            "[chat.protocol.ChatProtocol#info] MESG alice -> carol: delivered",
-            "[chat.protocol.ChatProtocol#info] BCST from bob reached 3 users",
+            "[chat.server.protocol.ChatProtocol#info] MESG alice -> bob: held",
+            "[chat.server.protocol.ChatProtocol#info] MESG alice -> bob: delivered",
+            "[chat.server.protocol.ChatProtocol#info] MESG alice -> carol: delivered",
+            "[chat.server.protocol.ChatProtocol#info] BCST from bob reached 3 users",
         ]
     )
     assert direct[0].split(" ", 1)[0] == formatTime(1_700_000_000, timeFormatRFC3339)

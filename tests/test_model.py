@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from twisted.internet.task import Clock
 
-from chat.commands import fold
-from chat.factory import ChatFactory
-from chat.limits import Limits
-from chat.session import AwaySession
+from chat.core.away import AwaySession
+from chat.core.limits import Limits
+from chat.core.text import fold
+from chat.server.factory import ChatFactory
 from harness import GREETING, Client
 
 CAPACITY = 3

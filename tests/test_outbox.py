@@ -1,4 +1,4 @@
-"""Tests for L{chat.outbox}: the output of a reactor turn, sent in one piece."""
+"""Tests for L{chat.server.outbox}: the output of a reactor turn, sent in one piece."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from collections.abc import Callable
 import pytest
 from twisted.internet.task import Clock
 
-from chat.factory import ChatFactory
-from chat.limits import Limits
-from chat.outbox import FLUSH_AT, Outbox
+from chat.core.limits import Limits
+from chat.core.room import FLUSH_AT
+from chat.server.factory import ChatFactory
+from chat.server.outbox import Outbox
 from harness import Client, connector
 
 

@@ -12,9 +12,9 @@ from twisted.internet.address import IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 
-from chat.factory import ChatFactory
-from chat.limits import Limits
-from chat.protocol import LINE_END_HINT
+from chat.core.limits import Limits
+from chat.server.factory import ChatFactory
+from chat.server.protocol import LINE_END_HINT
 from harness import Client, connector, logged
 
 

@@ -14,9 +14,9 @@ from conftest import StartServer
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
 
-from chat import replies
-from chat.factory import ChatFactory
-from chat.limits import Limits
+from chat.core import grammar
+from chat.core.limits import Limits
+from chat.server.factory import ChatFactory
 from harness import Client, connector, logged
 from server import Client as SocketClient
 
@@ -303,7 +303,7 @@ def test_forged_server_lines_over_real_sockets(server: object) -> None:
 
 
 def test_the_receipt_is_the_ok_line_of_either_format() -> None:
-    for format in (replies.HUMAN, replies.MACHINE):
+    for format in (grammar.HUMAN, grammar.MACHINE):
         for outcome in ("delivered", "sent"):
             assert format.receipt("bob", outcome) == format.ok(
                 "MESG", f"bob {outcome}", "bob", outcome

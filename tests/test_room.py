@@ -1,8 +1,8 @@
-"""Tests for L{chat.room.Room}."""
+"""Tests for L{chat.core.room.Room}."""
 
 from __future__ import annotations
 
-from chat.room import Admission, Delivery, Room
+from chat.core.room import Admission, Delivery, Room
 
 
 class Mailbox:
@@ -63,7 +63,7 @@ def test_broadcast_skips_the_sender_and_shares_the_bytes() -> None:
 
 
 def test_a_run_goes_in_one_piece_to_readers_and_a_line_at_a_time_to_the_others() -> None:
-    from chat.session import AwaySession
+    from chat.core.away import AwaySession
 
     room = Room(4)
     talker, reader, stuck = Mailbox(), Mailbox(), Mailbox()
@@ -99,7 +99,7 @@ def test_look_alike_names_are_the_same_name() -> None:
 
 
 def test_away_members_hold_and_are_counted() -> None:
-    from chat.session import AwaySession
+    from chat.core.away import AwaySession
 
     room = Room(2)
     bob, talker = Mailbox(), Mailbox()

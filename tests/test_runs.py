@@ -1,6 +1,6 @@
 """
-The runs of a read (L{chat.runs.Runs.runs}) against the general
-path, L{chat.handlers.Commands.lineReceived} for each line: the same
+The runs of a read (L{chat.server.runs.Runs.runs}) against the general
+path, L{chat.server.handlers.Commands.lineReceived} for each line: the same
 replies, relayed lines, status lines and counts, in the same order, for any
 input and any state of the sender's and the recipients' connections.
 """
@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
-from chat.factory import ChatFactory
-from chat.limits import Limits
+from chat.core.limits import Limits
+from chat.server.factory import ChatFactory
 from harness import Client
 
 Setup = Callable[[Client, Client], None]

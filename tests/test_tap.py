@@ -8,7 +8,7 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
-from chat.logs import DirectRelayLog, RelayLog
+from chat.server.logs import DirectRelayLog, RelayLog
 from chat.tap import ChatService, Options, makeService
 
 

@@ -1,12 +1,12 @@
-"""Tests for L{chat.telnet.TelnetInput}: telnet commands never reach the chat."""
+"""Tests for L{chat.core.telnet.TelnetInput}: telnet commands never reach the chat."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chat.framing import LineSplitter
-from chat.telnet import DO, DONT, EC, IAC, SB, SE, WILL, WONT, TelnetInput
+from chat.core.framing import LineSplitter
+from chat.core.telnet import DO, DONT, EC, IAC, SB, SE, WILL, WONT, TelnetInput
 
 IP, AYT, NOP = 244, 246, 241
 TIMING_MARK, NAWS = 6, 31

@@ -43,8 +43,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from chat.factory import ChatFactory
-from chat.limits import Limits
+from chat.core.limits import Limits
+from chat.server.factory import ChatFactory
 from chat.tap import Options, makeService
 from chat.web.socket import (
     BINARY_REFUSED,

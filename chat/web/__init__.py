@@ -20,7 +20,7 @@ from twisted.application.service import IService
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
-from chat.factory import ChatFactory
+from chat.server.factory import ChatFactory
 from chat.web.socket import ChatWebSocketFactory
 
 STATIC: Final = Path(__file__).resolve().parent / "static"

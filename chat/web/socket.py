@@ -32,9 +32,9 @@ from twisted.internet.interfaces import IAddress, IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chat import replies
-from chat.factory import ChatFactory
-from chat.protocol import ChatProtocol
+from chat.core import grammar
+from chat.server.factory import ChatFactory
+from chat.server.protocol import ChatProtocol
 
 BINARY_REFUSED = "commands are WebSocket text messages; binary messages are not read"
 LINE_BREAK_REFUSED = "one command per message: a line break inside a message is not allowed"
@@ -104,7 +104,7 @@ class WebSocketTransport:
         # the room may still relay a message before connectionLost arrives.
         if not self._open:
             return
-        *lines, self._partial = (self._partial + data).split(replies.CRLF)
+        *lines, self._partial = (self._partial + data).split(grammar.CRLF)
         websocket = self._websocket
         limit = websocket.maxMessagePayloadSize
         for line in lines:
@@ -196,7 +196,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
             # make a message that looks like one chat line carry commands.
             self._refuse(chat, LINE_BREAK_REFUSED)
             return
-        chat.dataReceived(line + replies.CRLF)
+        chat.dataReceived(line + grammar.CRLF)
 
     def _refuse(self, chat: ChatProtocol, details: str) -> None:
         """
@@ -204,8 +204,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         one reply, and keep the connection. The answer is immediate, so under
         flood control it may overtake replies still waiting in the backlog.
         """
-        chat.factory.stats.errors[replies.USAGE] += 1
-        chat.deliver(chat.format.error(replies.USAGE, details))
+        chat.factory.stats.errors[grammar.USAGE] += 1
+        chat.deliver(chat.format.error(grammar.USAGE, details))
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
         # Nothing can be sent after the client's close frame: first the

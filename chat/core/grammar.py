@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from chat.commands import NAME_RULE
+from chat.core.text import NAME_RULE
 
 CRLF: Final = b"\r\n"
 

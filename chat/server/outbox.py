@@ -34,11 +34,6 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-FLUSH_AT = 64 * 1024
-"""Bytes gathered for one connection that are handed on at once, mid-turn,
-so that a burst meets the transport's flow control (C{pauseProducing}) as
-soon as it would have without gathering."""
-
 
 class Sender(Protocol):
     """A connection with bytes gathered: L{Outbox.flush} calls C{flush}."""

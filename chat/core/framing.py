@@ -10,12 +10,12 @@ bare CR then waits for the answer; an LF or NUL right after a CR, in the same
 read or the next, belongs to that line end and is skipped. A UTF-8 byte order
 mark at the very start of the stream (Windows tools send one) is removed.
 
-Each complete line then goes through L{chat.terminal.edit}: escape sequences
+Each complete line then goes through L{chat.core.terminal.edit}: escape sequences
 removed, BS and DEL applied. That is done per complete line, so how the bytes
 were split into reads never changes a line, and no escape state crosses reads.
 
 This is the hottest path of the server. A read of whole CR LF lines with none
-of the bytes L{chat.terminal.edit} acts on, the common case, costs one split
+of the bytes L{chat.core.terminal.edit} acts on, the common case, costs one split
 and one C-level pass over the read; only other reads take the general path.
 
 C{LineReceiver.dataReceived} is not used for this because it does not fit the
@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from typing import Final, cast
 
-from chat.terminal import BS, DEL, EDITING_BYTES, ESC, edit
+from chat.core.terminal import BS, DEL, EDITING_BYTES, ESC, edit
 
 
 class _LineTooLong:
@@ -106,7 +106,7 @@ class LineSplitter:
         Add one read.
 
         @return: the lines completed by this read, in order, without their
-            terminators and edited (L{chat.terminal.edit}); L{LINE_TOO_LONG}
+            terminators and edited (L{chat.core.terminal.edit}); L{LINE_TOO_LONG}
             in place of each overlong line.
         """
         if self._after_cr and data:

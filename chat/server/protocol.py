@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_protocol -*-
 """
 One L{ChatProtocol} per connection: its life, its flow control, and its
-input up to whole lines; the commands are in L{chat.handlers}.
+input up to whole lines; the commands are in L{chat.server.handlers}.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat import replies
-from chat.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
-from chat.handlers import Commands
-from chat.limits import TokenBucket
-from chat.outbox import FLUSH_AT, write
-from chat.room import Delivery
-from chat.runs import Runs
-from chat.session import AwaySession
-from chat.telnet import TelnetInput
+from chat.core import grammar
+from chat.core.away import AwaySession
+from chat.core.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
+from chat.core.limits import TokenBucket
+from chat.core.room import FLUSH_AT, Delivery
+from chat.core.telnet import TelnetInput
+from chat.server.handlers import Commands
+from chat.server.outbox import write
+from chat.server.runs import Runs
 
 if TYPE_CHECKING:
-    from chat.factory import ChatFactory
+    from chat.server.factory import ChatFactory
 
 
 _DELIVERED = Delivery.DELIVERED  # a global is cheaper than an enum lookup per recipient
@@ -36,7 +36,7 @@ _DELIVERED = Delivery.DELIVERED  # a global is cheaper than an enum lookup per r
 HINT_AFTER = 2.0
 """Seconds of quiet after text without a line end before the hint is sent."""
 
-LINE_END_HINT = replies.info(
+LINE_END_HINT = grammar.info(
     "Your line has no line end yet: a command runs when its line ends (Enter: LF or CR LF)"
 )
 
@@ -52,7 +52,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
     One telnet connection: unregistered until a successful JOIN.
 
     Input goes through L{TelnetInput} and L{LineSplitter} instead of
-    C{LineReceiver}'s own splitting (see L{chat.framing} for why); each line
+    C{LineReceiver}'s own splitting (see L{chat.core.framing} for why); each line
     is dispatched to a C{do_VERB} method. With flood control on, lines beyond
     the client's L{TokenBucket} wait in a backlog and are processed later.
 
@@ -77,7 +77,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
     """
 
     log = Logger()
-    delimiter = replies.CRLF
+    delimiter = grammar.CRLF
     away = False
 
     def __init__(self, factory: ChatFactory, host: str, peer: str) -> None:
@@ -87,7 +87,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         self.peer = peer
         self.name: str | None = None
         self.token: str | None = None
-        self.format: replies.Format = replies.HUMAN
+        self.format: grammar.Format = grammar.HUMAN
         self._connectedAt = 0.0
         self._telnet = TelnetInput()
         self._lines = LineSplitter(factory.limits.max_line)
@@ -119,7 +119,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         if refusal is not None:
             factory.stats.limits["max_connections"] += 1
             self.log.info("refused connection from {peer}: {why}", peer=self.peer, why=refusal)
-            self.transport.write(replies.HUMAN.bye(replies.TOO_MANY_CONNECTIONS, refusal))
+            self.transport.write(grammar.HUMAN.bye(grammar.TOO_MANY_CONNECTIONS, refusal))
             self._gone = True
             self.transport.loseConnection()
             return
@@ -139,7 +139,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         if limits.join_timeout:
             self._joinTimer = clock.callLater(limits.join_timeout, self._joinTimedOut)
         self.log.info("connection from {peer}", peer=self.peer)
-        self.deliver(replies.GREETING)
+        self.deliver(grammar.GREETING)
 
     def connectionLost(self, reason: Failure = None) -> None:
         self._gone = True
@@ -237,7 +237,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
             self.log.info(
                 "closing {peer}: no JOIN within {timeout}s", peer=self.peer, timeout=timeout
             )
-            self.bye(replies.JOIN_TIMEOUT, f"no JOIN within {timeout:g} seconds", timeout)
+            self.bye(grammar.JOIN_TIMEOUT, f"no JOIN within {timeout:g} seconds", timeout)
             return
         # A client that sent "JOIN name" without a line end did send a JOIN:
         # say what was missing.
@@ -249,7 +249,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
             pending=pending,
         )
         self.bye(
-            replies.JOIN_TIMEOUT,
+            grammar.JOIN_TIMEOUT,
             f"no JOIN within {timeout:g} seconds; your unfinished line of {pending} bytes "
             "never got its line end (Enter: LF or CR LF)",
             timeout,
@@ -274,7 +274,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         self.log.info(
             "closing {name}: idle for {timeout}s", name=self.name or self.peer, timeout=timeout
         )
-        self.bye(replies.IDLE_TIMEOUT, f"nothing sent for {timeout:g} seconds", timeout)
+        self.bye(grammar.IDLE_TIMEOUT, f"nothing sent for {timeout:g} seconds", timeout)
 
     def checkIdle(self, now: float) -> None:
         """Close the connection if the user sent nothing for the idle timeout."""
@@ -286,7 +286,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
     def deliver(self, data: bytes) -> Delivery:
         """
         Queue C{data} for this client, dropping it if it stopped reading.
-        It is sent at the end of the reactor turn (L{chat.outbox}).
+        It is sent at the end of the reactor turn (L{chat.server.outbox}).
         """
         if self._gone:
             return Delivery.DROPPED
@@ -446,7 +446,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
                 limit=limits.max_backlog,
             )
             self.bye(
-                replies.FLOODING,
+                grammar.FLOODING,
                 f"more than {limits.max_backlog} bytes of commands waiting; "
                 f"send at most {limits.rate:g} lines per second",
                 limits.max_backlog,
@@ -505,6 +505,6 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         )
         self.factory.stats.limits["max_line"] += 1
         self._error(
-            replies.LINE_TOO_LONG,
+            grammar.LINE_TOO_LONG,
             f"lines are limited to {self.factory.limits.max_line} bytes; it was discarded",
         )

@@ -13,16 +13,16 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
-from chat import replies
-from chat.limits import Limits, PeerCount
-from chat.logs import RelayLog
-from chat.outbox import Outbox
-from chat.protocol import ChatProtocol
-from chat.room import Room
-from chat.stats import Stats
+from chat.core import grammar
+from chat.core.limits import Limits, PeerCount
+from chat.core.room import Room
+from chat.core.stats import Stats
+from chat.server.logs import RelayLog
+from chat.server.outbox import Outbox
+from chat.server.protocol import ChatProtocol
 
 if TYPE_CHECKING:
-    from chat.cluster import ClusterRoom
+    from chat.cluster.room import ClusterRoom
 
 
 RELAY_LOG: Final = RelayLog(ChatProtocol.log)
@@ -100,7 +100,7 @@ class ChatFactory(ServerFactory):
         abort = self.clock.callLater(self.shutdown_grace, self._abortAll)
         allClosed.addCallback(lambda _: abort.cancel() if abort.active() else None)
         for connection in list(self.connections):
-            connection.bye(replies.SHUTTING_DOWN, "the server is shutting down; goodbye")
+            connection.bye(grammar.SHUTTING_DOWN, "the server is shutting down; goodbye")
         return allClosed
 
     def _abortAll(self) -> None:

@@ -3,7 +3,7 @@
 Counters of what the server does, kept as plain integers.
 
 The protocol bumps these on its hot path, where a C{prometheus_client}
-counter would cost a lock and a label lookup per message; L{chat.metrics}
+counter would cost a lock and a label lookup per message; L{chat.server.metrics}
 reads them only when Prometheus scrapes.
 """
 

@@ -36,9 +36,9 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chat import replies
-from chat.commands import fold
-from chat.room import Admission, Delivery, Member, RoomUnavailable
+from chat.core import grammar
+from chat.core.room import Admission, Delivery, Member, RoomUnavailable
+from chat.core.text import fold
 
 LEASE: Final = 5.0
 HEARTBEAT: Final = 1.0
@@ -189,7 +189,7 @@ class _Subscriber(txredisapi.SubscriberProtocol):
 
 class ClusterRoom(Service):
     """
-    The room interface of L{chat.room.Room}, backed by Redis.
+    The room interface of L{chat.core.room.Room}, backed by Redis.
 
     While Redis is away, what needs the cluster raises L{RoomUnavailable}
     (the protocol answers C{ERR Cluster Unavailable}): JOIN, LIST, BCST and
@@ -353,7 +353,7 @@ class ClusterRoom(Service):
             if member is not None:
                 self.log.warn("redis: {name} was taken on another node meanwhile", name=folded)
                 member.bye(
-                    replies.USERNAME_TAKEN,
+                    grammar.USERNAME_TAKEN,
                     "while this server was cut off, another user took your name",
                 )
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_protocol -*-
 """
 The commands of the protocol: dispatch of a line to a C{do_VERB} method,
-and every command's rules and replies. Mixed into L{chat.protocol.ChatProtocol},
+and every command's rules and replies. Mixed into L{chat.server.protocol.ChatProtocol},
 which provides the connection (C{deliver}, C{close}, the room, the format).
 """
 
@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, TypeVar
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from chat import replies
-from chat.commands import NAME_RULE, decode, is_valid_name, split_command
-from chat.room import Admission, Delivery, Member, RoomUnavailable
-from chat.session import AwaySession, is_token, new_token
+from chat.core import grammar
+from chat.core.away import AwaySession, is_token, new_token
+from chat.core.room import Admission, Delivery, Member, RoomUnavailable
+from chat.core.text import NAME_RULE, decode, is_valid_name, split_command
 
 if TYPE_CHECKING:
-    from chat.protocol import ChatProtocol
+    from chat.server.protocol import ChatProtocol
 
     _Base = ChatProtocol
 else:
@@ -60,18 +60,18 @@ class Commands(_Base):
         return None
 
     def _unavailable(self) -> None:
-        self._error(replies.CLUSTER_UNAVAILABLE, "the cluster cannot be reached; try again soon")
+        self._error(grammar.CLUSTER_UNAVAILABLE, "the cluster cannot be reached; try again soon")
 
     def unknownCommand(self, verb: str) -> None:
         if self.name is None:
             self.unregistered(verb)
             return
         self.log.info("{name} sent an unknown command {verb!r}", name=self.name, verb=verb)
-        self._error(replies.UNKNOWN_MESSAGE, f"{verb} is not a command; HELP lists them", verb)
+        self._error(grammar.UNKNOWN_MESSAGE, f"{verb} is not a command; HELP lists them", verb)
 
     def unregistered(self, verb: str) -> None:
         self.log.info("unregistered {peer} sent {verb!r}", peer=self.peer, verb=verb)
-        self._error(replies.UNREGISTERED_USER, replies.HOW_TO_JOIN)
+        self._error(grammar.UNREGISTERED_USER, grammar.HOW_TO_JOIN)
 
     def _error(self, reason: str, details: str, *fields: object) -> None:
         self.factory.stats.errors[reason] += 1
@@ -83,19 +83,19 @@ class Commands(_Base):
         if self.name is not None:
             self.log.info("{name} sent JOIN {rest!r} again; discarded", name=self.name, rest=rest)
             self._error(
-                replies.ALREADY_REGISTERED,
+                grammar.ALREADY_REGISTERED,
                 f"you are {self.name}; this JOIN was discarded",
                 self.name,
             )
             return None
         args = rest.split()
         if not 1 <= len(args) <= 2:
-            self._error(replies.USAGE, "JOIN <username> [<resume token>]")
+            self._error(grammar.USAGE, "JOIN <username> [<resume token>]")
             return None
         name, token = args[0], args[1] if len(args) == 2 else None
         if not is_valid_name(name) or (token is not None and not is_token(token)):
             # "JOIN Bob Smith" is a name with a space, not a resume.
-            self._refuseJoin(rest, "invalid name", replies.INVALID_USERNAME, NAME_RULE)
+            self._refuseJoin(rest, "invalid name", grammar.INVALID_USERNAME, NAME_RULE)
             return None
         held = self.room.findLocal(name)
         if isinstance(held, AwaySession):
@@ -105,7 +105,7 @@ class Commands(_Base):
                 self._refuseJoin(
                     name,
                     "wrong resume token",
-                    replies.INVALID_TOKEN,
+                    grammar.INVALID_TOKEN,
                     f"that is not the resume token of {held.name}",
                 )
             else:
@@ -115,7 +115,7 @@ class Commands(_Base):
             self._refuseJoin(
                 name,
                 "nothing to resume",
-                replies.INVALID_TOKEN,
+                grammar.INVALID_TOKEN,
                 f"no dropped session of {name} is waiting; JOIN {name} to start anew"
                 if self.factory.limits.grace
                 else f"this server keeps no session after a dropped connection; JOIN {name}",
@@ -188,7 +188,7 @@ class Commands(_Base):
             self._refuseJoin(
                 name,
                 "server full",
-                replies.TOO_MANY_USERS,
+                grammar.TOO_MANY_USERS,
                 f"{len(room)} of {room.capacity} users are registered; try again later",
                 len(room),
                 room.capacity,
@@ -229,7 +229,7 @@ class Commands(_Base):
             self._refuseJoin(
                 name,
                 "name held for a resume",
-                replies.USERNAME_TAKEN,
+                grammar.USERNAME_TAKEN,
                 f"{holder.name} is held for a user who lost the connection, "
                 f"for {left} more seconds",
                 holder.name,
@@ -238,7 +238,7 @@ class Commands(_Base):
             )
         else:
             self._refuseJoin(
-                name, "name taken", replies.USERNAME_TAKEN, f"{name} is already registered", name
+                name, "name taken", grammar.USERNAME_TAKEN, f"{name} is already registered", name
             )
 
     def _refuseJoin(self, name: str, why: str, reason: str, details: str, *fields: object) -> None:
@@ -266,7 +266,7 @@ class Commands(_Base):
     def do_MESG(self, rest: str) -> Deferred[None] | None:
         parts = rest.split(None, 1)
         if len(parts) < 2:
-            self._error(replies.USAGE, "MESG <username> <text>")
+            self._error(grammar.USAGE, "MESG <username> <text>")
             return None
         to, text = parts
         return self._whenDecided(self.room.find(to), self._relay, to, text)
@@ -274,9 +274,9 @@ class Commands(_Base):
     def _relay(self, recipient: Member | None, to: str, text: str) -> None:
         if recipient is None:
             self.log.info("{name} sent MESG to unknown recipient {to!r}", name=self.name, to=to)
-            self._error(replies.UNKNOWN_RECIPIENT, f"nobody named {to} is registered", to)
+            self._error(grammar.UNKNOWN_RECIPIENT, f"nobody named {to} is registered", to)
             return
-        self._mesg(recipient, replies.relayed("MESG", str(self.name), text))
+        self._mesg(recipient, grammar.relayed("MESG", str(self.name), text))
 
     def _mesg(self, recipient: Member, data: bytes) -> None:
         """Deliver a MESG, then its status line, its count and its receipt."""
@@ -288,7 +288,7 @@ class Commands(_Base):
             relay_log.mesg(str(self.name), name, value)
         if outcome is Delivery.DROPPED:
             self._error(
-                replies.MESSAGE_DROPPED,
+                grammar.MESSAGE_DROPPED,
                 f"{name} stopped reading and was disconnected; it was not delivered",
                 name,
             )
@@ -302,9 +302,9 @@ class Commands(_Base):
 
     def do_BCST(self, rest: str) -> None:
         if not rest:
-            self._error(replies.USAGE, "BCST <text>")
+            self._error(grammar.USAGE, "BCST <text>")
             return
-        self._broadcast([replies.relayed("BCST", str(self.name), rest)])
+        self._broadcast([grammar.relayed("BCST", str(self.name), rest)])
 
     def _broadcast(self, relayed: list[bytes]) -> None:
         """Broadcast each of C{relayed}, then its count, status line and reply."""
@@ -324,21 +324,21 @@ class Commands(_Base):
 
     def do_HELP(self, rest: str) -> None:
         self.deliver(
-            replies.help_text(bool(self.factory.limits.grace)) + self.format.ok("HELP", "-")
+            grammar.help_text(bool(self.factory.limits.grace)) + self.format.ok("HELP", "-")
         )
 
     def do_MODE(self, rest: str) -> None:
         mode = rest.upper()
         if mode not in ("MACHINE", "HUMAN"):
-            self._error(replies.USAGE, "MODE MACHINE | MODE HUMAN")
+            self._error(grammar.USAGE, "MODE MACHINE | MODE HUMAN")
             return
-        self.format = replies.MACHINE if mode == "MACHINE" else replies.HUMAN
+        self.format = grammar.MACHINE if mode == "MACHINE" else grammar.HUMAN
         self.deliver(
             self.format.ok(
                 "MODE",
-                f"{mode}: version {replies.MACHINE_VERSION} of the machine format",
+                f"{mode}: version {grammar.MACHINE_VERSION} of the machine format",
                 mode,
-                replies.MACHINE_VERSION,
+                grammar.MACHINE_VERSION,
             )
         )
 

@@ -2,7 +2,7 @@
 """
 The input rules of the protocol: decoding, sanitising, command words, names.
 
-Everything here is pure and Twisted-free; L{chat.protocol} applies it.
+Everything here is pure and Twisted-free.
 """
 
 from __future__ import annotations

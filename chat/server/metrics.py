@@ -16,7 +16,7 @@ from twisted.application.service import IService
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from chat.factory import ChatFactory
+from chat.server.factory import ChatFactory
 
 
 class ChatCollector(Collector):

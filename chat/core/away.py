@@ -10,11 +10,9 @@ import hmac
 import re
 import secrets
 from collections import deque
-from typing import Final
+from typing import Final, Protocol
 
-from twisted.internet.interfaces import IDelayedCall
-
-from chat.room import Delivery
+from chat.core.room import Delivery
 
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{12}")
 
@@ -31,6 +29,14 @@ def new_token() -> str:
     on the order of 10**19 tries per second of it.
     """
     return secrets.token_urlsafe(9)
+
+
+class Timer(Protocol):
+    """A call scheduled by the caller's clock (Twisted's C{IDelayedCall} is one)."""
+
+    def active(self) -> bool: ...
+
+    def cancel(self) -> None: ...
 
 
 class AwaySession:
@@ -54,7 +60,7 @@ class AwaySession:
         self.expires = expires
         self.held: deque[bytes] = deque(maxlen=limit)
         self.dropped = 0
-        self.timer: IDelayedCall | None = None
+        self.timer: Timer | None = None
 
     def deliver(self, data: bytes) -> Delivery:
         if len(self.held) == self.held.maxlen:

@@ -9,7 +9,7 @@ edits the line itself and sends the result. A character-at-a-time client
 keys as they are pressed: an arrow key is an escape sequence (C{ESC [ D}, or
 C{ESC O D} in application mode), Backspace is BS or DEL. Left as they were,
 others would see C{hello[D}, and C{ESC [ A list} (up arrow, then a command)
-would be an unknown command, since L{chat.commands.decode} removes only the
+would be an unknown command, since L{chat.core.text.decode} removes only the
 ESC byte.
 
 L{edit} takes one complete line and gives the line the user meant: escape
@@ -59,7 +59,7 @@ def edit(line: bytes) -> bytes:
     @param line: one complete line, without its line end.
     @return: C{line} without its escape sequences, with each BS (0x08) or
         DEL (0x7F) applied, in that order. Other bytes are left for
-        L{chat.commands.decode}.
+        L{chat.core.text.decode}.
     """
     if ESC in line:
         line = remove_escape_sequences(line)

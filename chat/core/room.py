@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Final, Protocol
 
-from chat.commands import fold
-from chat.outbox import FLUSH_AT
+from chat.core.text import fold
+
+FLUSH_AT: Final = 64 * 1024
+"""Bytes gathered for one connection that are handed on at once, mid-turn,
+so that a burst meets the transport's flow control (C{pauseProducing}) as
+soon as it would have without gathering."""
 
 
 class Delivery(enum.Enum):
@@ -80,7 +84,7 @@ class Room:
         """
         Register C{member} as C{name} if there is room and the name is free.
 
-        A cluster room answers with a L{Deferred} instead; see L{chat.cluster}.
+        A cluster room answers with a L{Deferred} instead; see L{chat.cluster.room}.
         """
         if len(self._members) >= self.capacity:
             return Admission.FULL

@@ -2,13 +2,13 @@
 """
 The runs of a read: the MESGs and BCSTs that a read carries one after the
 other, answered together, with the same replies, relayed lines, status lines
-and counts as L{chat.handlers.Commands.lineReceived} gives them one by one.
+and counts as L{chat.server.handlers.Commands.lineReceived} gives them one by one.
 
 A busy client sends many lines at once (the load generator keeps 16 in
 flight, a bridge or a paste more): line by line, each MESG costs about ten
 Python calls, and each BCST one delivery per reader. In a run a MESG costs
 two calls, and a run of BCSTs one delivery per reader in all. Mixed into
-L{chat.protocol.ChatProtocol}; C{tests/test_runs.py} holds the two paths
+L{chat.server.protocol.ChatProtocol}; C{tests/test_runs.py} holds the two paths
 equal.
 """
 
@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from chat import replies
-from chat.commands import CONTROL_BYTES, decode, split_command
-from chat.framing import LINE_TOO_LONG, _LineTooLong
-from chat.limits import TokenBucket
-from chat.outbox import FLUSH_AT
+from chat.core import grammar
+from chat.core.framing import LINE_TOO_LONG, _LineTooLong
+from chat.core.limits import TokenBucket
+from chat.core.room import FLUSH_AT
+from chat.core.text import CONTROL_BYTES, decode, split_command
 
 if TYPE_CHECKING:
-    from chat.protocol import ChatProtocol
+    from chat.server.protocol import ChatProtocol
 
     _Base = ChatProtocol
 else:
@@ -100,7 +100,7 @@ class Runs(_Base):
             if line is LINE_TOO_LONG or not line.isascii():
                 break
             # Cleaned as decode() and split as str.split() would do it; the
-            # relayed line is the one replies.relayed() makes.
+            # relayed line is the one grammar.relayed() makes.
             words = line.translate(None, CONTROL_BYTES).split(None, 2)
             if len(words) != 3 or words[0].upper() != b"MESG":
                 break
@@ -134,7 +134,7 @@ class Runs(_Base):
         Broadcast the BCSTs that start at C{lines[start]} as L{lineReceived}
         would, with the same replies, status lines and counts, but the
         whole run in one piece to each member who is reading
-        (L{chat.room.Room.broadcast}).
+        (L{chat.core.room.Room.broadcast}).
 
         @param bucket: the sender's flood control, which each line draws
             on, or C{None}.
@@ -155,7 +155,7 @@ class Runs(_Base):
                 break
             if bucket is not None and bucket.take(now):
                 break
-            relayed.append(data := replies.relayed("BCST", name, rest))
+            relayed.append(data := grammar.relayed("BCST", name, rest))
             unsent += BCST_REPLY_SIZE
             size += len(data)
             if unsent >= FLUSH_AT or size >= BCST_RUN_SIZE:

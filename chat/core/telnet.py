@@ -6,7 +6,7 @@ A real C{telnet} client sends C{IAC} sequences: option negotiation
 (C{IAC DO x}), commands (C{IAC IP} on Ctrl-C, C{IAC AYT}), subnegotiations
 (C{IAC SB ... IAC SE}). None of that is chat text, so it is removed here before
 lines are split. Line ends, C{CR NUL} included, are left to the line splitter
-(L{chat.framing}), which knows them all.
+(L{chat.core.framing}), which knows them all.
 
 C{twisted.conch.telnet.Telnet} does the same job, but it walks the input one
 byte at a time in Python and is a C{Protocol} rather than a filter in front of

@@ -1,0 +1,1 @@
+"""A cluster of nodes sharing one room through Redis (txredisapi)."""
