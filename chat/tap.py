@@ -8,12 +8,13 @@ from __future__ import annotations
 import signal
 import sys
 from types import FrameType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from twisted.application import strports
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import ILogObserver, Logger, jsonFileLogObserver
 from twisted.python import usage
 
@@ -48,6 +49,17 @@ def limit(value: str) -> float:
 limit.coerceDoc = "0 switches it off."  # type: ignore[attr-defined]
 
 
+def seconds(value: str) -> float:
+    """Coerce an option to a number of seconds greater than 0."""
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"{value} is not a number of seconds greater than 0")
+    return number
+
+
+seconds.coerceDoc = "Must be greater than 0."  # type: ignore[attr-defined]
+
+
 def count_limit(value: str) -> int:
     """Coerce an option to a whole number of at least 0 (0 switches a limit off)."""
     return int(limit(value))
@@ -61,6 +73,10 @@ def endpoint_description(value: str) -> str:
     return f"tcp:{value}" if value.isdigit() else value
 
 
+DEFAULTS: Final = Limits()
+"""The limits that no option changes (not C{Options.defaults}: usage.Options has its own)."""
+
+
 class Options(usage.Options):
     """Options of C{twistd chat}."""
 
@@ -71,73 +87,79 @@ class Options(usage.Options):
         "tcp6:8001, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/path) "
         "and may be given more than once; the default is 8001."
     )
-    defaults = Limits()
     optParameters: ClassVar[list[list[Any]]] = [
         ["max-users", "u", 10, "Most users registered at once.", positive_int],
-        ["max-line", None, defaults.max_line, "Longest input line in bytes.", positive_int],
+        ["max-line", None, DEFAULTS.max_line, "Longest input line in bytes.", positive_int],
         [
             "max-outbound",
             None,
-            defaults.max_outbound,
+            DEFAULTS.max_outbound,
             "Bytes queued for a client that stopped reading before it is dropped.",
             positive_int,
         ],
         [
             "max-connections",
             None,
-            defaults.max_connections,
+            DEFAULTS.max_connections,
             "Open connections at once, registered or not.",
             count_limit,
         ],
         [
             "max-per-ip",
             None,
-            defaults.max_per_peer,
+            DEFAULTS.max_per_peer,
             "Open connections at once from one IP address.",
             count_limit,
         ],
         [
             "join-timeout",
             None,
-            defaults.join_timeout,
+            DEFAULTS.join_timeout,
             "Seconds an unregistered connection may stay open.",
             limit,
         ],
         [
             "idle-timeout",
             None,
-            defaults.idle_timeout,
+            DEFAULTS.idle_timeout,
             "Seconds a registered user may stay silent.",
             limit,
         ],
         [
             "rate-limit",
             None,
-            defaults.rate,
+            DEFAULTS.rate,
             "Lines per second per client after the burst; more are delayed.",
             limit,
         ],
-        ["rate-burst", None, defaults.burst, "Lines a client may send at once.", positive_int],
+        ["rate-burst", None, DEFAULTS.burst, "Lines a client may send at once.", positive_int],
         [
             "max-backlog",
             None,
-            defaults.max_backlog,
+            DEFAULTS.max_backlog,
             "Bytes of delayed input a client may have before it is disconnected.",
             positive_int,
         ],
         [
             "grace",
             None,
-            defaults.grace,
+            DEFAULTS.grace,
             "Seconds a dropped user's name and messages are kept for a resume (0: off).",
             limit,
         ],
         [
             "max-held",
             None,
-            defaults.max_held,
+            DEFAULTS.max_held,
             "Messages kept for a dropped user during the grace period.",
             positive_int,
+        ],
+        [
+            "close-timeout",
+            None,
+            DEFAULTS.close_timeout,
+            "Seconds a client gets to read its last lines once closed, then it is aborted.",
+            seconds,
         ],
         [
             "metrics",
@@ -203,6 +225,7 @@ class Options(usage.Options):
             max_backlog=self["max-backlog"],
             grace=self["grace"],
             max_held=self["max-held"],
+            close_timeout=self["close-timeout"],
         )
 
 
@@ -255,14 +278,16 @@ class ChatService(MultiService):
         from twisted.internet import reactor
 
         self.log.info("received {signal}, shutting down", signal=signal.Signals(signum).name)
-        reactor.callFromThread(reactor.stop)
+        # The reactor's declared type omits the optional interfaces: adapt to one.
+        IReactorFromThreads(reactor).callFromThread(reactor.stop)
 
     def stopService(self) -> Deferred[None]:
-        stopped = super().stopService()
-        stopped.addCallback(lambda _: self.factory.closeAll())
-        if self.cluster is not None:
-            stopped.addCallback(lambda _: self.cluster.stopService())
-        return stopped
+        stopped: Deferred[object] = super().stopService()  # not annotated: a DeferredList
+        closed = stopped.addCallback(lambda _: self.factory.closeAll())
+        cluster = self.cluster
+        if cluster is not None:
+            closed.addCallback(lambda _: cluster.stopService())
+        return closed
 
 
 def log_observer(config: Options) -> ILogObserver | None:

@@ -600,3 +600,28 @@ def test_sigterm_says_goodbye(server: ChatServer) -> None:
         assert probe.connect_ex(("127.0.0.1", server.port)) != 0
     finally:
         probe.close()
+
+
+@pytest.mark.parametrize("how", ["join-timeout", "half-close"])
+def test_a_client_that_does_not_read_its_last_lines_is_aborted(
+    start_server: StartServer, how: str
+) -> None:
+    """
+    The server closes a connection (a BYE, or the answers to a client that
+    closed its sending side) and waits for the client to read what is
+    queued: a client that never reads gets C{--close-timeout}, then the
+    connection is aborted. Before, it held its slot for as long as it liked.
+    """
+    server = start_server(
+        "--join-timeout", "1", "--close-timeout", "1", "--max-outbound", str(64 << 20),
+        *NO_FLOOD_CONTROL,
+    )  # fmt: skip
+    stuck = Client(server.port, rcvbuf=4096)
+    # About 8 MB of answers: more than the kernel's socket buffers hold (at
+    # most tcp_wmem's 4 MiB), less than --max-outbound, so the server's
+    # transport keeps the rest and waits for the client to read it.
+    stuck.send(b"HELP\r\n" * 12000)
+    if how == "half-close":
+        stuck.sock.shutdown(socket.SHUT_WR)
+    log = server.wait_for_log("aborting the connection of 127.0.0.1:", timeout=10)
+    assert ("no JOIN within 1" in log) == (how == "join-timeout")

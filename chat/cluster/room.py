@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Generator, Iterator
+from typing import Any, Final, NoReturn, TypeVar
 from urllib.parse import urlparse
 
 import txredisapi
@@ -50,6 +50,8 @@ VERSION: Final = "chat:version"
 EVENTS: Final = "chat:events"
 BROADCASTS: Final = "chat:bcst"
 NODE_PREFIX: Final = "chat:node:"
+
+_T = TypeVar("_T")
 
 # KEYS: users, version, node's user set. ARGV: node, folded, display, capacity.
 JOIN: Final = f"""
@@ -165,7 +167,8 @@ class _Commands(txredisapi.RedisProtocol):
         # Each PUBLISH is a small write: with Nagle's algorithm it waits for
         # the ACK of the one before, which the peer delays by up to 40 ms.
         self.transport.setTcpNoDelay(True)
-        return super().connectionMade()
+        connected: Deferred[None] = super().connectionMade()
+        return connected
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):
@@ -175,7 +178,7 @@ class _Subscriber(txredisapi.SubscriberProtocol):
 
     def connectionMade(self) -> Deferred[None]:
         self.transport.setTcpNoDelay(True)
-        connected = super().connectionMade()
+        connected: Deferred[None] = super().connectionMade()
         connected.addCallback(lambda _: self.room.subscribed(self))
         return connected
 
@@ -244,7 +247,7 @@ class ClusterRoom(Service):
         self._heartbeat.start(HEARTBEAT, now=False)
 
     @inlineCallbacks
-    def stopService(self) -> Deferred[None]:
+    def stopService(self) -> Generator[Deferred[Any], Any, None]:
         """Wait for the last leaves, give up the lease, disconnect."""
         super().stopService()
         if self._heartbeat.running:
@@ -262,10 +265,10 @@ class ClusterRoom(Service):
 
     # Redis plumbing
 
-    def _call(self, command: Deferred[object]) -> Deferred[object]:
+    def _call(self, command: Deferred[_T]) -> Deferred[_T]:
         """Bound a Redis command in time; any failure becomes L{RoomUnavailable}."""
 
-        def unavailable(failure: Failure) -> None:
+        def unavailable(failure: Failure) -> NoReturn:
             raise RoomUnavailable(str(failure.value))
 
         command.addTimeout(COMMAND_TIMEOUT, self.clock)
@@ -315,7 +318,7 @@ class ClusterRoom(Service):
     # Subscriber events
 
     @inlineCallbacks
-    def subscribed(self, subscriber: _Subscriber) -> Deferred[None]:
+    def subscribed(self, subscriber: _Subscriber) -> Generator[Deferred[Any], Any, None]:
         """(Re)connected: subscribe, re-assert our users, load the registry."""
         self._buffered = []
         try:
@@ -380,9 +383,9 @@ class ClusterRoom(Service):
                         member.deliver(data)
             else:  # this node's channel: a private message
                 folded, line = message.split("\n", 1)
-                member = local.get(folded)
-                if member is not None:
-                    member.deliver(line.encode())
+                recipient = local.get(folded)
+                if recipient is not None:
+                    recipient.deliver(line.encode())
 
     def _event(self, event: str) -> None:
         version, kind, node, name = event.split(" ", 3)

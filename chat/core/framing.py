@@ -27,22 +27,28 @@ that same line as if it were a new command.
 
 from __future__ import annotations
 
+import enum
 import re
 from typing import Final, cast
 
 from chat.core.terminal import BS, DEL, EDITING_BYTES, ESC, edit
 
 
-class _LineTooLong:
-    """Marker for a line that passed the limit and was discarded."""
+class _LineTooLong(enum.Enum):
+    """
+    Marker for a line that passed the limit and was discarded. An enum of
+    one member, so that type checkers narrow C{line is LINE_TOO_LONG}.
+    """
 
-    __slots__ = ()
+    LINE_TOO_LONG = enum.auto()
 
     def __repr__(self) -> str:
         return "LINE_TOO_LONG"
 
+    __str__ = __repr__
 
-LINE_TOO_LONG: Final = _LineTooLong()
+
+LINE_TOO_LONG: Final = _LineTooLong.LINE_TOO_LONG
 
 BYTE_ORDER_MARK: Final = b"\xef\xbb\xbf"
 

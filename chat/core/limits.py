@@ -30,6 +30,9 @@ class Limits:
         resume; 0 (the default, as the specification asks) frees the name
         and the seat the moment the connection drops.
     @ivar max_held: messages kept for a user during the grace period.
+    @ivar close_timeout: seconds a client gets to read its last lines (a
+        BYE, the answers to its input) once the server closes the
+        connection, before it is aborted.
     """
 
     max_line: int = 4096
@@ -43,6 +46,7 @@ class Limits:
     max_backlog: int = 64 * 1024
     grace: float = 0.0
     max_held: int = 100
+    close_timeout: float = 10.0
 
 
 _WHOLE = 1 - 1e-9

@@ -98,6 +98,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         self._lastInput = 0.0
         self._joinTimer: IDelayedCall | None = None
         self._hintTimer: IDelayedCall | None = None
+        self._abortCall: IDelayedCall | None = None
         self._hinted = False
         self._inputEnded = False
         self._drainCall: IDelayedCall | None = None
@@ -121,7 +122,7 @@ class ChatProtocol(Runs, Commands, LineReceiver):
             self.log.info("refused connection from {peer}: {why}", peer=self.peer, why=refusal)
             self.transport.write(grammar.HUMAN.bye(grammar.TOO_MANY_CONNECTIONS, refusal))
             self._gone = True
-            self.transport.loseConnection()
+            self._loseConnection()
             return
         self._admitted = True
         # Chat lines are small and a reader may never write back: with
@@ -144,14 +145,14 @@ class ChatProtocol(Runs, Commands, LineReceiver):
     def connectionLost(self, reason: Failure = None) -> None:
         self._gone = True
         self._out.clear()
+        if self._abortCall is not None and self._abortCall.active():
+            self._abortCall.cancel()
         if not self._admitted:
             return
         self._admitted = False
         self.factory.peers.release(self.host)
         self.factory.connections.discard(self)
-        for call in (self._joinTimer, self._drainCall, self._hintTimer):
-            if call is not None and call.active():
-                call.cancel()
+        self._cancelTimers()
         if self.name is not None:
             self._goAway()
         self.factory.connectionClosed()
@@ -208,11 +209,38 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         self.deliver(data)
         self.flush()
         self._gone = True
+        self._cancelTimers()
         if leave:
             self._leave()
         # A transport with a registered producer waits for it before closing.
         self.transport.unregisterProducer()
+        self._loseConnection()
+
+    def _cancelTimers(self) -> None:
+        """Nothing more is done for a connection that is closing."""
+        for call in (self._joinTimer, self._drainCall, self._hintTimer):
+            if call is not None and call.active():
+                call.cancel()
+        self._joinTimer = self._drainCall = self._hintTimer = None
+
+    def _loseConnection(self) -> None:
+        """
+        Close once what is queued has been sent, but not later than
+        C{close_timeout}: C{loseConnection} waits for the client to read it,
+        and a client that does not read would hold the connection for ever.
+        """
         self.transport.loseConnection()
+        timeout = self.factory.limits.close_timeout
+        self._abortCall = self.factory.clock.callLater(timeout, self._abortClose, timeout)
+
+    def _abortClose(self, timeout: float) -> None:
+        self._abortCall = None
+        self.log.info(
+            "aborting the connection of {who}: its last lines were not read within {timeout}s",
+            who=self.peer,
+            timeout=timeout,
+        )
+        self.transport.abortConnection()
 
     def bye(self, reason: str, details: str, *fields: object) -> None:
         """Tell the client why its connection is closed, then close it."""

@@ -46,7 +46,8 @@ class StaticFiles(File):
     def render(self, request: Request) -> bytes | int:
         for name, value in HEADERS.items():
             request.setHeader(name, value)
-        return super().render(request)
+        body: bytes | int = super().render(request)  # File.render is not annotated
+        return body
 
 
 def web_site(factory: ChatFactory) -> Site:

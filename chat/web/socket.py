@@ -21,7 +21,8 @@ counters are the ones every telnet connection has, with no second copy:
 
 from __future__ import annotations
 
-from typing import Any
+import typing
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -63,6 +64,23 @@ def same_origin(origin: str, host: str) -> bool:
         return True
     netloc = urlsplit(origin).netloc
     return bool(netloc) and netloc.lower() == host.strip().lower()
+
+
+class Connection(typing.Protocol):
+    """
+    What L{WebSocketTransport} uses of the TCP (or TLS) connection under the
+    WebSocket. Twisted types C{Protocol.transport} as an L{ITransport}, which
+    has no producer registration; every connection transport also has it
+    (L{IConsumer}).
+    """
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
+
+    def unregisterProducer(self) -> None: ...
+
+    def getPeer(self) -> IAddress: ...
+
+    def getHost(self) -> IAddress: ...
 
 
 def without_line_end(payload: bytes) -> bytes:
@@ -132,10 +150,10 @@ class WebSocketTransport:
         self._websocket.dropConnection(abort=True)
 
     def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
-        self._websocket.transport.registerProducer(producer, streaming)
+        self._websocket.connection.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
-        self._websocket.transport.unregisterProducer()
+        self._websocket.connection.unregisterProducer()
 
     def stopProducing(self) -> None:
         """
@@ -145,10 +163,10 @@ class WebSocketTransport:
         """
 
     def getPeer(self) -> IAddress:
-        return self._websocket.transport.getPeer()
+        return self._websocket.connection.getPeer()
 
     def getHost(self) -> IAddress:
-        return self._websocket.transport.getHost()
+        return self._websocket.connection.getHost()
 
 
 class ChatWebSocketProtocol(WebSocketServerProtocol):
@@ -157,10 +175,14 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 
     @ivar chat: the chat protocol, from the end of the handshake until the
         connection is lost; C{None} otherwise.
+    @ivar connection: C{transport}, from the end of the handshake.
+    @ivar maxMessagePayloadSize: set by autobahn from the factory's options.
     """
 
     factory: ChatWebSocketFactory
     chat: ChatProtocol | None = None
+    connection: Connection
+    maxMessagePayloadSize: int
 
     def onConnect(self, request: ConnectionRequest) -> None:
         host = request.headers.get("host", "")
@@ -178,8 +200,10 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         # TCP connection and never lets go: the WebSocket took the connection
         # over in the middle of a request. HTTP is done with it; the chat
         # protocol registers itself in its place.
-        self.transport.unregisterProducer()
-        chat = self.factory.chat.buildProtocol(self.transport.getPeer())
+        assert self.transport is not None  # the handshake came through it
+        connection = self.connection = cast(Connection, self.transport)
+        connection.unregisterProducer()
+        chat = self.factory.chat.buildProtocol(connection.getPeer())
         self.chat = chat
         chat.makeConnection(WebSocketTransport(self))
 
@@ -212,7 +236,9 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         # replies and messages gathered for it in this reactor turn.
         if self.chat is not None:
             self.chat.flush()
-        return super().onCloseFrame(code, reasonRaw)
+        # autobahn annotates both as never None, but passes None for a close
+        # frame without a code, and handles it.
+        return super().onCloseFrame(cast(int, code), cast(bytes, reasonRaw))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         chat, self.chat = self.chat, None
@@ -233,7 +259,9 @@ class ChatWebSocketFactory(WebSocketServerFactory):
     arrives; autobahn can only hand over whole messages.
     """
 
-    protocol = ChatWebSocketProtocol
+    # Twisted's Factory[P] wants a protocol whose factory is a Factory[P];
+    # autobahn's factory is not generic, so only an untyped one would fit.
+    protocol = ChatWebSocketProtocol  # type: ignore[assignment]
 
     def __init__(self, chat: ChatFactory, **kwargs: Any) -> None:
         super().__init__(**kwargs)
