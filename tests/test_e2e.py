@@ -190,7 +190,7 @@ def test_close_frees_the_name(start_server: StartServer) -> None:
     alice.close()
     assert poll_until_gone(observer, "alice") == ["observer"]
     Client(server.port).join("alice")
-    server.wait_for_log("alice left: input ended (1/10 users)")
+    server.wait_for_log("alice ended its input from 127.0.0.1:")
 
 
 def test_reset_frees_the_name(start_server: StartServer) -> None:

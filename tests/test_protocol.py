@@ -307,8 +307,46 @@ def test_end_of_input_without_quit_closes_and_frees_the_name(clock, logs) -> Non
     clock.pump([0.1] * 10)
     assert script.lines() == ["OK JOIN ghost 1/10"] + ["USER ghost", "OK LIST 1"] * 8
     assert script.closed
-    assert logged(logs, "ghost left: input ended (0/10 users)")
+    assert logged(logs, "ghost ended its input from", "(0/10 users)")
     assert connect().send("JOIN ghost") == ["OK JOIN ghost 1/10"]
+
+
+def test_end_of_input_with_grace_holds_the_name_at_once(clock) -> None:
+    """With --grace, a client that ended its input is away at once, not when it reads."""
+    connect = flood_controlled(clock, grace=60)
+    alice, bob = connect("alice"), connect("bob")
+    # Alice does not read her last answers: the transport's close waits for her.
+    alice.transport.loseConnection = lambda: None  # type: ignore[method-assign]
+    alice.protocol.readConnectionLost()
+    assert bob.send("LIST") == ["USER alice (away)", "USER bob", "OK LIST 2"]
+    assert bob.send("MESG alice still there?")[0].startswith("OK MESG alice held")
+
+
+def test_lines_waiting_for_flood_control_are_not_idleness(clock) -> None:
+    connect = flood_controlled(clock, idle_timeout=4, rate=1, burst=1)
+    script = connect()
+    script.protocol.dataReceived(b"JOIN slowpoke\r\n" + b"LIST\r\n" * 10)
+    script.protocol.readConnectionLost()
+    for _ in range(12):
+        clock.advance(1)
+        script.protocol.factory.checkIdle()
+    assert script.lines().count("OK LIST 1") == 10
+    assert script.closed
+
+
+def test_empty_lines_cost_no_token(clock) -> None:
+    """LF CR line ends make an empty line after each line: it is free."""
+    connect = flood_controlled(clock)
+    client = connect()
+    assert (
+        client.send(b"JOIN lfcr\n\r" + b"LIST\n\r" * 4)
+        == ["OK JOIN lfcr 1/10"]
+        + [
+            "USER lfcr",
+            "OK LIST 1",
+        ]
+        * 4
+    )
 
 
 def test_a_last_line_without_a_line_end_counts_at_end_of_input(connect) -> None:

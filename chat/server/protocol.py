@@ -157,17 +157,19 @@ class ChatProtocol(Runs, Commands, LineReceiver):
             self._goAway()
         self.factory.connectionClosed()
 
-    def _goAway(self) -> None:
+    def _goAway(self, how: str = "dropped the connection") -> None:
         """
-        The connection dropped without QUIT: keep the name and the messages
-        for a resume during the grace period, or free the name at once.
+        The user is gone without QUIT (C{how}): keep the name and the
+        messages for a resume during the grace period, or free the name at
+        once.
         """
         name, room, limits = str(self.name), self.room, self.factory.limits
         if not limits.grace:
             if self._leave() is not None:
                 self.log.info(
-                    "{name} dropped the connection from {peer} ({count}/{capacity} users)",
+                    "{name} {how} from {peer} ({count}/{capacity} users)",
                     name=name,
+                    how=how,
                     peer=self.peer,
                     count=len(room),
                     capacity=room.capacity,
@@ -179,8 +181,9 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         self.name = None
         away.timer = clock.callLater(limits.grace, self._graceEnded, away)
         self.log.info(
-            "{name} dropped the connection from {peer}; name held for {grace}s",
+            "{name} {how} from {peer}; name held for {grace}s",
             name=name,
+            how=how,
             peer=self.peer,
             grace=limits.grace,
         )
@@ -197,21 +200,15 @@ class ChatProtocol(Runs, Commands, LineReceiver):
                 capacity=self.room.capacity,
             )
 
-    def close(self, data: bytes = b"", leave: bool = True) -> None:
-        """
-        Send C{data}, then close once everything queued has been sent.
-
-        @param leave: leave the room now; else C{connectionLost} treats the
-            close as a drop (a name held for a resume with C{--grace}).
-        """
+    def close(self, data: bytes = b"") -> None:
+        """Send C{data}, then close once everything queued has been sent."""
         if self._gone:
             return
         self.deliver(data)
         self.flush()
         self._gone = True
         self._cancelTimers()
-        if leave:
-            self._leave()
+        self._leave()
         # A transport with a registered producer waits for it before closing.
         self.transport.unregisterProducer()
         self._loseConnection()
@@ -305,8 +302,15 @@ class ChatProtocol(Runs, Commands, LineReceiver):
         self.bye(grammar.IDLE_TIMEOUT, f"nothing sent for {timeout:g} seconds", timeout)
 
     def checkIdle(self, now: float) -> None:
-        """Close the connection if the user sent nothing for the idle timeout."""
-        if self.name is not None and now - self._lastInput >= self.factory.limits.idle_timeout:
+        """
+        Close the connection if the user sent nothing for the idle timeout;
+        lines still waiting for flood control are not idleness.
+        """
+        if (
+            self.name is not None
+            and not self._backlog
+            and now - self._lastInput >= self.factory.limits.idle_timeout
+        ):
             self._idleTimedOut()
 
     # Output and flow control
@@ -412,24 +416,20 @@ class ChatProtocol(Runs, Commands, LineReceiver):
     def _closeIfAnswered(self) -> None:
         """After the end of input, close once nothing received waits for an answer."""
         if self._inputEnded and not self._gone and not self._backlog and self._waiting is None:
-            if self.factory.limits.grace:
-                # Closing telnet also ends its input: held for a resume, as a
-                # drop is, once the connection is closed (connectionLost).
-                self.close(leave=False)
-                return
-            name = self._leave()
-            if name is not None:
-                self.log.info(
-                    "{name} left: input ended ({count}/{capacity} users)",
-                    name=name,
-                    count=len(self.room),
-                    capacity=self.room.capacity,
-                )
+            # Gone as a drop is, at once (closing telnet also ends its input):
+            # the name is freed, or held for a resume with --grace, while the
+            # last answers are on their way.
+            if self.name is not None:
+                self._goAway("ended its input")
             self.close()
 
     def _input(self, lines: list[bytes | _LineTooLong]) -> None:
         """Run complete lines now, as far as flood control allows; backlog the rest."""
         self._lastInput = now = self.factory.clock.seconds()
+        if b"" in lines:
+            # Empty lines get no answer, and cost neither a token nor a place
+            # in the backlog (LF CR line ends make one per line).
+            lines = [line for line in lines if line]
         if self._waiting is None and not self._backlog:
             # The fast path: nothing waits, so lines run at once while the
             # client's token bucket lasts; the rest goes to the backlog.
