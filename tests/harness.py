@@ -40,7 +40,7 @@ class Client:
 
     def raw(self) -> bytes:
         """The bytes written since the last call, at the end of the reactor turn."""
-        self.protocol.factory.outbox.flush()
+        self.protocol.server.outbox.flush()
         out = self.transport.value()
         self.transport.clear()
         return out

@@ -43,12 +43,15 @@ def server(clock: Clock, **limits: float) -> Connect:
 
 def test_token_bucket_burst_then_rate() -> None:
     bucket = TokenBucket(rate=10, burst=3, now=0.0)
-    assert [bucket.take(0.0) for _ in range(3)] == [0, 0, 0]
-    assert bucket.take(0.0) == pytest.approx(0.1)
-    assert bucket.take(0.05) == pytest.approx(0.05)
-    assert bucket.take(0.1) == 0
-    assert bucket.take(100.0) == 0  # refills, but never past the burst
-    assert [bucket.take(100.0) for _ in range(3)] == [0, 0, pytest.approx(0.1)]
+    assert bucket.grant(0.0, 5) == 3
+    assert bucket.wait(0.0) == pytest.approx(0.1)
+    assert bucket.grant(0.05, 1) == 0
+    assert bucket.wait(0.05) == pytest.approx(0.05)
+    assert bucket.grant(0.1, 1) == 1
+    assert bucket.grant(100.0, 5) == 3  # refills, but never past the burst
+    bucket.refund(2)  # two of them were not processed after all
+    assert bucket.grant(100.0, 5) == 2
+    assert bucket.wait(100.0) == pytest.approx(0.1)
 
 
 def test_peer_count() -> None:
@@ -196,6 +199,6 @@ def test_token_bucket_rounding_never_asks_for_a_wait_too_small_to_pass() -> None
     ran the drain again and again without end).
     """
     bucket = TokenBucket(10, 1, 0.0)
-    assert bucket.take(0.0) == 0
+    assert bucket.grant(0.0, 1) == 1
     almost = 0.7 - 0.6  # 0.09999999999999998: a token short by 2e-16
-    assert bucket.take(almost) == 0
+    assert bucket.grant(almost, 1) == 1

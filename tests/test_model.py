@@ -220,7 +220,7 @@ class Room(RuleBasedStateMachine):
                 assert isinstance(member, AwaySession)
                 assert [line.decode().rstrip("\r\n") for line in member.held] == user.held
             else:
-                assert member is self.clients[user.client].protocol  # type: ignore[union-attr]
+                assert member is self.clients[user.client].protocol.session  # type: ignore[union-attr]
         assert {fold(name) for name, _ in room.names()} == set(self.users)
         # The index by registered spelling holds the same members.
         assert room._spelled == {member.name: member for member in room._members.values()}

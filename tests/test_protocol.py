@@ -13,8 +13,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 
 from chat.core.limits import Limits
+from chat.core.session import LINE_END_HINT
 from chat.server.factory import ChatFactory
-from chat.server.protocol import LINE_END_HINT
 from harness import Client, connector, logged
 
 
@@ -242,7 +242,7 @@ def test_overlong_line_is_refused_and_connection_kept(connect, logs) -> None:
     assert a.send(b"x" * 1000 + b" BCST tail of the long line\r\nBCST after\r\n") == ["OK BCST 1"]
     assert b.lines() == ["BCST a: after"]
     assert not a.closed
-    assert a.protocol._lines._buffer == b""
+    assert a.protocol.session is not None and a.protocol.session._lines.pending == 0
     assert logged(logs, "longer than 64 bytes")
 
 
@@ -329,7 +329,7 @@ def test_lines_waiting_for_flood_control_are_not_idleness(clock) -> None:
     script.protocol.readConnectionLost()
     for _ in range(12):
         clock.advance(1)
-        script.protocol.factory.checkIdle()
+        script.protocol.server.checkIdle()
     assert script.lines().count("OK LIST 1") == 10
     assert script.closed
 

@@ -1,14 +1,13 @@
-"""Tests for L{chat.core.room.Room}."""
+"""Tests for L{chat.core.room.LocalRoom}, the room of one process."""
 
 from __future__ import annotations
 
-from chat.core.room import Admission, Delivery, Room
+from chat.core.room import Admission, Delivery, LocalRoom
 
 
 class Mailbox:
     away = False
-    blocked = False
-    unsent = 0
+    blocked = False  # a reader that stopped reading takes no run in one piece
 
     def __init__(self) -> None:
         self.name: str | None = None
@@ -18,12 +17,15 @@ class Mailbox:
         self.received.append(data)
         return Delivery.DELIVERED
 
+    def ready(self, size: int) -> bool:
+        return not self.blocked
+
     def bye(self, reason: str, details: str) -> None:
         raise AssertionError("the room never closes a member")
 
 
 def test_capacity_and_case_insensitive_names() -> None:
-    room = Room(2)
+    room = LocalRoom(2)
     bob, other_bob, carol, dave = Mailbox(), Mailbox(), Mailbox(), Mailbox()
     assert room.join("Bob", bob) is Admission.JOINED
     assert room.join("bOB", other_bob) is Admission.TAKEN
@@ -34,7 +36,7 @@ def test_capacity_and_case_insensitive_names() -> None:
 
 
 def test_leave_frees_the_name_and_the_seat() -> None:
-    room = Room(1)
+    room = LocalRoom(1)
     bob, again = Mailbox(), Mailbox()
     room.join("bob", bob)
     assert room.leave(bob)
@@ -43,7 +45,7 @@ def test_leave_frees_the_name_and_the_seat() -> None:
 
 
 def test_leave_of_a_stranger_with_a_taken_name_changes_nothing() -> None:
-    room = Room(2)
+    room = LocalRoom(2)
     bob, impostor = Mailbox(), Mailbox()
     room.join("bob", bob)
     impostor.name = "bob"
@@ -52,7 +54,7 @@ def test_leave_of_a_stranger_with_a_taken_name_changes_nothing() -> None:
 
 
 def test_broadcast_skips_the_sender_and_shares_the_bytes() -> None:
-    room = Room(3)
+    room = LocalRoom(3)
     a, b, c = Mailbox(), Mailbox(), Mailbox()
     for name, box in (("a", a), ("b", b), ("c", c)):
         room.join(name, box)
@@ -65,7 +67,7 @@ def test_broadcast_skips_the_sender_and_shares_the_bytes() -> None:
 def test_a_run_goes_in_one_piece_to_readers_and_a_line_at_a_time_to_the_others() -> None:
     from chat.core.away import AwaySession
 
-    room = Room(4)
+    room = LocalRoom(4)
     talker, reader, stuck = Mailbox(), Mailbox(), Mailbox()
     for name, box in (
         ("talker", talker),
@@ -87,7 +89,7 @@ def test_a_run_goes_in_one_piece_to_readers_and_a_line_at_a_time_to_the_others()
 
 
 def test_look_alike_names_are_the_same_name() -> None:
-    room = Room(5)
+    room = LocalRoom(5)
     alice = Mailbox()
     room.join("alice", alice)
     for impostor in ("A1ice", "ALICE", "aIice", "al1ce"):
@@ -101,7 +103,7 @@ def test_look_alike_names_are_the_same_name() -> None:
 def test_away_members_hold_and_are_counted() -> None:
     from chat.core.away import AwaySession
 
-    room = Room(2)
+    room = LocalRoom(2)
     bob, talker = Mailbox(), Mailbox()
     room.join("bob", bob)
     room.join("talker", talker)

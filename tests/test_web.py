@@ -322,7 +322,7 @@ def test_a_websocket_user_has_a_chat_protocol_on_the_shim(
     browser_user: WebSocketClient, factory: ChatFactory
 ) -> None:
     chat = browser_user.protocol.chat
-    assert chat is not None and chat in factory.connections
+    assert chat is not None and chat.session in factory.connections
     assert isinstance(chat.transport, WebSocketTransport)
     assert chat.peer == "10.0.0.2:7000"
     assert chat.transport.getPeer() == IPv4Address("TCP", "10.0.0.2", 7000)

@@ -37,7 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chat.core import grammar
-from chat.core.room import Admission, Delivery, Member, RoomUnavailable
+from chat.core.room import Admission, Delivery, Later, Member, RoomUnavailable
 from chat.core.text import fold
 
 LEASE: Final = 5.0
@@ -147,13 +147,18 @@ class _Remote:
 
     __slots__ = ("name", "node", "room")
     away = False
-    blocked = False
-    unsent = 0
 
     def __init__(self, room: ClusterRoom, node: str, name: str) -> None:
         self.room = room
         self.node = node
         self.name: str | None = name
+
+    def ready(self, size: int) -> bool:
+        """Never: a relay to another node is answered C{sent}, not C{delivered}."""
+        return False
+
+    def bye(self, reason: str, details: str) -> None:
+        """A user on another node is closed by that node, never from here."""
 
     def deliver(self, data: bytes) -> Delivery:
         self.room.publish(f"{NODE_PREFIX}{self.node}", f"{fold(str(self.name))}\n" + data.decode())
@@ -273,6 +278,18 @@ class ClusterRoom(Service):
 
         command.addTimeout(COMMAND_TIMEOUT, self.clock)
         return command.addErrback(unavailable)
+
+    def _later(self, answer: Deferred[_T]) -> Later[_T]:
+        """The room's answer as a session waits for it (sessions know no Deferreds)."""
+        later: Later[_T] = Later()
+
+        def failed(failure: Failure) -> None:
+            if not failure.check(RoomUnavailable):
+                self.log.failure("the cluster room failed", failure)
+            later.fail(RoomUnavailable(str(failure.value)))
+
+        answer.addCallbacks(later.resolve, failed)
+        return later
 
     def _background(self, command: Deferred[object], what: str) -> None:
         """Run a command whose result nobody waits for; log if it fails."""
@@ -402,7 +419,7 @@ class ClusterRoom(Service):
     def __len__(self) -> int:
         return len(self._replica)
 
-    def join(self, name: str, member: Member) -> Deferred[Admission]:
+    def join(self, name: str, member: Member) -> Later[Admission]:
         if not self.available:
             raise RoomUnavailable("Redis is not connected")
         key = fold(name)
@@ -420,7 +437,7 @@ class ClusterRoom(Service):
                 member.name = name
             return admission
 
-        return joined.addCallback(admitted)
+        return self._later(joined.addCallback(admitted))
 
     def leave(self, member: Member) -> bool:
         if member.name is None or self._local.get(fold(member.name)) is not member:
@@ -438,7 +455,7 @@ class ClusterRoom(Service):
         """The member on this node registered as C{name}, or C{None}."""
         return self._local.get(fold(name))
 
-    def find(self, name: str) -> Member | _Remote | None | Deferred[_Remote | None]:
+    def find(self, name: str) -> Member | None | Later[Member | None]:
         """
         The recipient of a MESG: from the replica when it knows the name;
         otherwise Redis is asked, so that a user who has just joined on
@@ -454,12 +471,12 @@ class ClusterRoom(Service):
         if held is not None:
             return _Remote(self, *held)
 
-        def found(entry: str | None) -> _Remote | None:
+        def found(entry: str | None) -> Member | None:
             return None if entry is None else _Remote(self, *entry.split(" ", 1))
 
-        return self._call(self._redis.hget(USERS, key)).addCallback(found)
+        return self._later(self._call(self._redis.hget(USERS, key)).addCallback(found))
 
-    def names(self) -> Deferred[list[tuple[str, bool]]]:
+    def names(self) -> Later[list[tuple[str, bool]]]:
         """
         Every registered name, read from Redis itself: exact, never stale.
         Only this node knows which of its own users are away.
@@ -475,7 +492,7 @@ class ClusterRoom(Service):
                 names.append((name, local is not None and local.away))
             return names
 
-        return self._call(self._redis.hvals(USERS)).addCallback(listed)
+        return self._later(self._call(self._redis.hvals(USERS)).addCallback(listed))
 
     def replace(self, old: Member, new: Member) -> None:
         """Put C{new} in C{old}'s place (away and back); Redis is unchanged."""

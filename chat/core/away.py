@@ -38,6 +38,8 @@ class Timer(Protocol):
 
     def cancel(self) -> None: ...
 
+    def reset(self, secondsLater: float) -> None: ...
+
 
 class AwaySession:
     """
@@ -51,8 +53,6 @@ class AwaySession:
     """
 
     away = True
-    blocked = False
-    unsent = 0
 
     def __init__(self, name: str, token: str, limit: int, expires: float) -> None:
         self.name: str | None = name
@@ -67,6 +67,10 @@ class AwaySession:
             self.dropped += 1
         self.held.append(data)
         return Delivery.HELD
+
+    def ready(self, size: int) -> bool:
+        """Never: each line is held on its own, and counts against the limit."""
+        return False
 
     def matches(self, token: str) -> bool:
         """Compare in constant time: the comparison leaks nothing of the token."""

@@ -49,8 +49,8 @@ class Limits:
     close_timeout: float = 10.0
 
 
-_WHOLE = 1 - 1e-9
-"""A token, give or take the rounding of adding up float seconds."""
+_ROUNDING = 1e-9
+"""What adding up float seconds may take off a whole token."""
 
 
 class TokenBucket:
@@ -73,22 +73,27 @@ class TokenBucket:
         """The lines that may be sent at once at C{now}."""
         return min(self.burst, self._tokens + (now - self._last) * self.rate)
 
-    def take(self, now: float) -> float:
+    def grant(self, now: float, wanted: int) -> int:
         """
-        Spend one token if there is one.
+        Spend a token for each of C{wanted} lines, as far as there are tokens.
 
-        @return: 0 if the line may be processed now, else the seconds to wait
-            before asking again.
+        @return: how many of them may be processed now.
         """
         tokens = self.available(now)
         self._last = now
         # Within rounding of a whole token is a token: else the wait would be
         # too small to move a clock's float time, and be asked for forever.
-        if tokens >= _WHOLE:
-            self._tokens = max(tokens - 1, 0.0)
-            return 0.0
-        self._tokens = tokens
-        return (1 - tokens) / self.rate
+        granted = min(wanted, int(tokens + _ROUNDING))
+        self._tokens = max(tokens - granted, 0.0)
+        return granted
+
+    def refund(self, count: int) -> None:
+        """Give back the tokens of C{count} granted lines that were not processed."""
+        self._tokens = min(self.burst, self._tokens + count)
+
+    def wait(self, now: float) -> float:
+        """The seconds until a token is there (0 if there is one now)."""
+        return max(0.0, (1 - _ROUNDING - self.available(now)) / self.rate)
 
 
 class PeerCount:

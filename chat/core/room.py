@@ -2,15 +2,18 @@
 """
 The registry of users: capacity, case-insensitive names, and fan-out.
 
-The room knows members only through L{Member}, so it can be tested without
-a network, and the protocol never touches the registry's dictionary.
+L{Room} is the interface that a session talks to, and L{LocalRoom} the room
+of one process; a cluster's room (L{chat.cluster.room}) answers some calls
+later, with a L{Later}. The room knows members only through L{Member}, so it
+can be tested without a network, and a session never touches the registry's
+dictionary.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
-from typing import Final, Protocol
+from collections.abc import Callable, Iterator
+from typing import Final, Generic, Protocol, TypeVar
 
 from chat.core.text import fold
 
@@ -34,13 +37,16 @@ class Member(Protocol):
 
     name: str | None
     away: bool
-    blocked: bool
-    """The user's client stopped reading: a delivery may drop it."""
-    unsent: int
-    """Bytes gathered for the user in this reactor turn, not yet sent on."""
 
     def deliver(self, data: bytes) -> Delivery:
         """Queue C{data} for the user; must never raise."""
+
+    def ready(self, size: int) -> bool:
+        """
+        Whether C{size} bytes would be queued now with no other effect
+        (L{Delivery.DELIVERED}, nothing handed on, nobody dropped), so that
+        several lines may go to this member in one piece.
+        """
 
     def bye(self, reason: str, details: str) -> None:
         """Tell the user why the server closes their connection, and close it."""
@@ -53,6 +59,48 @@ class RoomUnavailable(Exception):
     """
 
 
+T = TypeVar("T")
+
+
+class Later(Generic[T]):
+    """
+    An answer that a room gives later (a cluster room asks Redis): what a
+    Deferred is to Twisted, without Twisted. The session that asked waits
+    for it, and handles no more input before it is settled.
+    """
+
+    __slots__ = ("_error", "_settled", "_then", "_value")
+
+    def __init__(self) -> None:
+        self._settled = False
+        self._value: T | None = None
+        self._error: Exception | None = None
+        self._then: tuple[Callable[[T], None], Callable[[Exception], None]] | None = None
+
+    def then(self, callback: Callable[[T], None], errback: Callable[[Exception], None]) -> None:
+        """Call C{callback} with the answer, or C{errback} with the error, once settled."""
+        self._then = (callback, errback)
+        if self._settled:
+            self._call()
+
+    def resolve(self, value: T) -> None:
+        self._value, self._settled = value, True
+        self._call()
+
+    def fail(self, error: Exception) -> None:
+        self._error, self._settled = error, True
+        self._call()
+
+    def _call(self) -> None:
+        if self._then is None:
+            return
+        (callback, errback), self._then = self._then, None
+        if self._error is not None:
+            errback(self._error)
+        else:
+            callback(self._value)  # type: ignore[arg-type]  # settled: a T
+
+
 class Admission(enum.Enum):
     """The outcome of L{Room.join}."""
 
@@ -61,9 +109,43 @@ class Admission(enum.Enum):
     TAKEN = "taken"
 
 
-class Room:
+class Room(Protocol):
     """
-    One chat room: at most C{capacity} members, names unique ignoring case.
+    What a session needs of a room. L{LocalRoom} answers at once; a
+    cluster's room answers L{join}, L{find} and L{names} with a L{Later}
+    when it must ask Redis, and raises L{RoomUnavailable} while it cannot.
+    """
+
+    capacity: int
+
+    def __len__(self) -> int: ...
+
+    def join(self, name: str, member: Member) -> Admission | Later[Admission]:
+        """Register C{member} as C{name} if there is room and the name is free."""
+
+    def leave(self, member: Member) -> bool:
+        """Remove C{member}, freeing its name at once; whether it was registered."""
+
+    def find(self, name: str) -> Member | None | Later[Member | None]:
+        """The recipient of a MESG to C{name} (in any case), or C{None}."""
+
+    def findLocal(self, name: str) -> Member | None:
+        """The member of this process registered as C{name}, or C{None}."""
+
+    def replace(self, old: Member, new: Member) -> None:
+        """Put C{new} in C{old}'s place under the same name (away and back)."""
+
+    def names(self) -> list[tuple[str, bool]] | Later[list[tuple[str, bool]]]:
+        """Registered names, in order of joining, each with whether it is away."""
+
+    def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
+        """Deliver each line to every member but C{sender}: C{(reached, held)} per line."""
+
+
+class LocalRoom:
+    """
+    One chat room in memory: at most C{capacity} members, names unique
+    ignoring case.
 
     @ivar capacity: the most members registered at once.
     """
@@ -84,7 +166,6 @@ class Room:
         """
         Register C{member} as C{name} if there is room and the name is free.
 
-        A cluster room answers with a L{Deferred} instead; see L{chat.cluster.room}.
         """
         if len(self._members) >= self.capacity:
             return Admission.FULL
@@ -141,14 +222,14 @@ class Room:
         # Copied first: a delivery may drop a member, who leaves the room.
         members = [m for m in self._members.values() if m is not sender]
         data = b"".join(lines)
-        together, apart = members, []
+        together, apart = members, list[Member]()
         if len(lines) > 1:
-            # Apart too: a member whose output would reach FLUSH_AT during the
-            # run, which a line at a time hands on, and maybe finds blocked.
-            limit = FLUSH_AT - len(data)
-            apart = [m for m in members if m.away or m.blocked or m.unsent >= limit]
-            if apart:
-                together = [m for m in members if not (m.away or m.blocked or m.unsent >= limit)]
+            # Apart: a member for whom the run would not just be queued (away,
+            # not reading, or about to hand a burst on at FLUSH_AT).
+            size = len(data)
+            together = []
+            for member in members:
+                (together if member.ready(size) else apart).append(member)
         outcomes = [member.deliver(data) for member in together]
         reached = len(outcomes) - outcomes.count(Delivery.DROPPED)
         held = outcomes.count(Delivery.HELD)

@@ -6,7 +6,7 @@ capacity), the limits, the counters, and the orderly shutdown.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final, cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
@@ -15,28 +15,25 @@ from twisted.logger import Logger
 
 from chat.core import grammar
 from chat.core.limits import Limits, PeerCount
-from chat.core.room import Room
+from chat.core.room import LocalRoom, Room
+from chat.core.session import Session
 from chat.core.stats import Stats
 from chat.server.logs import RelayLog
 from chat.server.outbox import Outbox
 from chat.server.protocol import ChatProtocol
 
-if TYPE_CHECKING:
-    from chat.cluster.room import ClusterRoom
-
-
 RELAY_LOG: Final = RelayLog(ChatProtocol.log)
 
 
-def describe(address: IAddress) -> tuple[str, str]:
+def describe(address: IAddress | None) -> tuple[str, str]:
     """
     @return: C{(host, peer)}: the address to count connections by, and
         C{host:port} (C{[host]:port} for IPv6) for the logs.
     """
-    host = getattr(address, "host", None)
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
     if host is None:
         return str(address), str(address)
-    return host, f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+    return host, f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ChatFactory(ServerFactory):
@@ -61,12 +58,14 @@ class ChatFactory(ServerFactory):
         max_users: int = 10,
         limits: Limits | None = None,
         clock: IReactorTime | None = None,
-        room: Room | ClusterRoom | None = None,
+        room: Room | None = None,
         relay_log: RelayLog | None = RELAY_LOG,
     ) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock
-        self.room = room if room is not None else Room(max_users)
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.room: Room = room if room is not None else LocalRoom(max_users)
         self.limits = limits or Limits()
         self.relay_log = relay_log
         self.clock = clock
@@ -74,10 +73,10 @@ class ChatFactory(ServerFactory):
         self.started = clock.seconds()
         self.stats = Stats()
         self.peers = PeerCount()
-        self.connections: set[ChatProtocol] = set()
+        self.connections: set[Session] = set()
         self._allClosed: Deferred[None] | None = None
 
-    def buildProtocol(self, addr: IAddress) -> ChatProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         return ChatProtocol(self, *describe(addr))
 
     def checkIdle(self) -> None:
@@ -105,9 +104,10 @@ class ChatFactory(ServerFactory):
 
     def _abortAll(self) -> None:
         for connection in list(self.connections):
-            connection.transport.abortConnection()
+            connection.link.abort()
 
     def connectionClosed(self) -> None:
         if self._allClosed is not None and not self.connections:
-            self._allClosed, allClosed = None, self._allClosed
+            allClosed = self._allClosed
+            self._allClosed = None
             allClosed.callback(None)

@@ -228,14 +228,17 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         one reply, and keep the connection. The answer is immediate, so under
         flood control it may overtake replies still waiting in the backlog.
         """
-        chat.factory.stats.errors[grammar.USAGE] += 1
-        chat.deliver(chat.format.error(grammar.USAGE, details))
+        session = chat.session
+        if session is None:  # the connection was refused
+            return
+        chat.server.stats.errors[grammar.USAGE] += 1
+        session.deliver(session.format.error(grammar.USAGE, details))
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
         # Nothing can be sent after the client's close frame: first the
         # replies and messages gathered for it in this reactor turn.
-        if self.chat is not None:
-            self.chat.flush()
+        if self.chat is not None and self.chat.session is not None:
+            self.chat.session.flush()
         # autobahn annotates both as never None, but passes None for a close
         # frame without a code, and handles it.
         return super().onCloseFrame(cast(int, code), cast(bytes, reasonRaw))

@@ -1,0 +1,1045 @@
+# -*- test-case-name: tests.test_protocol -*-
+"""
+One connection's chat, without I/O: the rules of every command, of the
+input (flood control, the end of input, lines without a line end) and of the
+output (slow readers), for one user.
+
+Bytes come in (L{Session.dataReceived}) and the time is read from a clock;
+out go the bytes for this client (L{Link.write}), deliveries to other
+members of the room, and status lines (L{EventLog}). The Twisted side
+(L{chat.server.protocol}) is the L{Link}: a transport, its flow control and
+its close.
+
+A read's lines are handled as one batch: consecutive MESGs are relayed in
+one loop with their receipts, counts and status lines made once, and
+consecutive BCSTs go in one piece to each member who is reading. A single
+line is a batch of one; every command has this one implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from chat.core import grammar
+from chat.core.away import AwaySession, Timer, is_token, new_token
+from chat.core.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
+from chat.core.limits import Limits, TokenBucket
+from chat.core.room import FLUSH_AT, Admission, Delivery, Later, Member, Room, RoomUnavailable
+from chat.core.stats import Stats
+from chat.core.telnet import TelnetInput
+from chat.core.text import CONTROL_BYTES, NAME_RULE, decode, is_valid_name, split_command
+
+Line = bytes | _LineTooLong
+
+HINT_AFTER: Final = 2.0
+"""Seconds of quiet after text without a line end before the hint is sent."""
+
+LINE_END_HINT: Final = grammar.info(
+    "Your line has no line end yet: a command runs when its line ends (Enter: LF or CR LF)"
+)
+RECEIPT_SIZE: Final = len("OK MESG  delivered\r\n")
+"""The bytes of a MESG receipt but the (ASCII) name."""
+BCST_REPLY_SIZE: Final = 80
+"""At least the bytes of a BCST reply: C{OK BCST n (n of them away, ...)}."""
+BCST_RUN_SIZE: Final = FLUSH_AT // 4
+"""The relayed bytes that end a batch of BCSTs: a longer one would reach
+L{FLUSH_AT} for more readers, who then get it a line at a time."""
+BEFORE_JOIN: Final = frozenset(("JOIN", "HELP", "QUIT", "MODE"))
+"""The commands served before JOIN."""
+
+
+class Clock(Protocol):
+    """Time, and calls later (Twisted's reactor and C{task.Clock} are clocks)."""
+
+    def seconds(self) -> float: ...
+
+    def callLater(self, delay: float, callable: Callable[..., object], *args: object) -> Timer: ...
+
+
+class EventLog(Protocol):
+    """Where status lines go (a C{twisted.logger.Logger} is one)."""
+
+    def info(self, format: str, **kwargs: object) -> None: ...
+
+    def warn(self, format: str, **kwargs: object) -> None: ...
+
+
+class RelayStatus(Protocol):
+    """The status lines of relayed messages (L{chat.server.logs.RelayLog})."""
+
+    def mesg(self, sender: str, to: str, outcome: str) -> None: ...
+
+    def delivered(self, sender: str, recipients: list[str]) -> None: ...
+
+    def bcst(self, sender: str, count: int) -> None: ...
+
+
+class Gatherer(Protocol):
+    """Collects the sessions with output in this turn, and flushes them at its end."""
+
+    def add(self, sender: Session) -> None: ...
+
+
+class Shared(Protocol):
+    """What every session of a server shares (L{chat.server.factory.ChatFactory})."""
+
+    @property
+    def room(self) -> Room: ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+    @property
+    def stats(self) -> Stats: ...
+
+    @property
+    def relay_log(self) -> RelayStatus | None: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def outbox(self) -> Gatherer: ...
+
+    @property
+    def started(self) -> float: ...
+
+
+class Link(Protocol):
+    """What a session needs of its connection: the adapter provides it."""
+
+    def write(self, data: bytes) -> None:
+        """Hand C{data} on to the client now."""
+
+    def close(self) -> None:
+        """Close once what was written has been sent (within a bounded time)."""
+
+    def abort(self) -> None:
+        """Drop the connection now, with whatever is still queued."""
+
+
+def _inputSize(line: Line, max_line: int) -> int:
+    """The input bytes a line stands for (an overlong one: at least the limit)."""
+    return max_line if line is LINE_TOO_LONG else len(line) + 1
+
+
+def _mesgParts(line: bytes) -> tuple[str, bytes] | None:
+    """
+    The recipient and text of a MESG line, cleaned as L{decode} cleans;
+    C{("", b"")} for a MESG without them; C{None} for another command.
+    ASCII, the common case, is cleaned and split as bytes.
+    """
+    if line.isascii():
+        words = line.translate(None, CONTROL_BYTES).split(None, 2)
+        if not words or words[0].upper() != b"MESG":
+            return None
+        if len(words) < 3:
+            return "", b""
+        return words[1].decode(), words[2].rstrip()
+    text = decode(line)
+    if not text:
+        return None
+    verb, rest = split_command(text)
+    if verb != "MESG":
+        return None
+    parts = rest.split(None, 1)
+    if len(parts) < 2:
+        return "", b""
+    return parts[0], parts[1].encode()
+
+
+def _bcstText(line: bytes) -> str | None:
+    """The text of a BCST line (C{""} if none); C{None} for another command."""
+    text = decode(line)
+    if not text:
+        return None
+    verb, rest = split_command(text)
+    return rest if verb == "BCST" else None
+
+
+class Session:
+    """
+    One client of the chat, unregistered until a successful JOIN; a
+    L{Member} of the room once registered.
+
+    @ivar name: the registered name, or C{None} before JOIN and after leaving.
+    @ivar blocked: whether the client stopped reading (the adapter says so:
+        its transport's buffer is full).
+    @ivar unsent: the bytes gathered for the client in this turn, not yet
+        handed on.
+    """
+
+    away = False
+
+    def __init__(self, shared: Shared, link: Link, log: EventLog, host: str, peer: str) -> None:
+        self.shared = shared
+        self.room = shared.room
+        self.limits = limits = shared.limits
+        self.link = link
+        self.log = log
+        self.host = host
+        self.peer = peer
+        self.name: str | None = None
+        self.token: str | None = None
+        self.format: grammar.Format = grammar.HUMAN
+        self.blocked = False
+        self.unsent = 0
+        self._out: list[bytes] = []
+        self._queuedWhileBlocked = 0
+        self._gone = False
+        self._telnet = TelnetInput()
+        self._lines = LineSplitter(limits.max_line)
+        clock = shared.clock
+        self._lastInput = self._connectedAt = now = clock.seconds()
+        self._bucket = TokenBucket(limits.rate, limits.burst, now) if limits.rate else None
+        # Made when first needed, as most clients never wait for flood control.
+        self._backlog: list[Line] | None = None
+        self._backlogBytes = 0
+        self._waiting = False
+        self._processing = False
+        self._inputEnded = False
+        self._hinted = False
+        self._hintTimer: Timer | None = None
+        self._drainCall: Timer | None = None
+        self._joinTimer: Timer | None = None
+        if limits.join_timeout:
+            self._joinTimer = clock.callLater(limits.join_timeout, self._joinTimedOut)
+        self.log.info("connection from {peer}", peer=peer)
+        self.deliver(grammar.GREETING)
+
+    # Output and flow control
+
+    def deliver(self, data: bytes) -> Delivery:
+        """
+        Queue C{data} for this client, dropping it if it stopped reading.
+        It is handed on at the end of the turn (the L{Gatherer}).
+        """
+        if self._gone:
+            return Delivery.DROPPED
+        if self.blocked:
+            self._queuedWhileBlocked += len(data)
+            if self._queuedWhileBlocked > self.limits.max_outbound:
+                self._dropSlowConsumer()
+                return Delivery.DROPPED
+        out = self._out
+        if not out:
+            self.shared.outbox.add(self)
+        out.append(data)
+        self.unsent += len(data)
+        if self.unsent >= FLUSH_AT:
+            self.flush()
+        return Delivery.DELIVERED
+
+    def ready(self, size: int) -> bool:
+        return not (self.blocked or self._gone) and self.unsent + size < FLUSH_AT
+
+    def flush(self) -> None:
+        """Hand what this turn gathered for the client on to its connection."""
+        out = self._out
+        if out:
+            data = b"".join(out)
+            out.clear()
+            self.unsent = 0
+            self.link.write(data)
+
+    def pause(self) -> None:
+        """The client stopped reading: from now on, what is queued is counted."""
+        if not self.blocked:
+            self.blocked = True
+            self._queuedWhileBlocked = 0
+
+    def resume(self) -> None:
+        self.blocked = False
+
+    def _dropSlowConsumer(self) -> None:
+        self._gone = True
+        self._cancelTimers()
+        name = self._leave()
+        self.shared.stats.limits["max_outbound"] += 1
+        self._out.clear()
+        self.log.warn(
+            "dropped slow consumer {name} at {peer}: more than {limit} bytes unread",
+            name=name or "(unregistered)",
+            peer=self.peer,
+            limit=self.limits.max_outbound,
+        )
+        self.link.abort()
+
+    # Leaving
+
+    def close(self, data: bytes = b"") -> None:
+        """Send C{data}, leave the room, and close the connection."""
+        if self._gone:
+            return
+        self.deliver(data)
+        self.flush()
+        self._gone = True
+        self._cancelTimers()
+        self._leave()
+        self.link.close()
+
+    def bye(self, reason: str, details: str, *fields: object) -> None:
+        """Tell the client why its connection is closed, then close it."""
+        self.close(self.format.bye(reason, details, *fields))
+
+    def connectionLost(self) -> None:
+        """The connection is gone, however it went: the user too."""
+        self._gone = True
+        self._out.clear()
+        self._cancelTimers()
+        if self.name is not None:
+            self._goAway()
+
+    def _cancelTimers(self) -> None:
+        """Nothing more is done for a connection that is closing."""
+        for call in (self._joinTimer, self._drainCall, self._hintTimer):
+            if call is not None and call.active():
+                call.cancel()
+        self._joinTimer = self._drainCall = self._hintTimer = None
+
+    def _leave(self) -> str | None:
+        """Leave the room now, so the name is free at once; return the name."""
+        name = self.name
+        left = name is not None and self.room.leave(self)
+        # Nameless even if the room no longer holds the name (a cluster node
+        # that was cut off finds it taken on another node, and says BYE): a
+        # connection that is closing keeps no name to hold or to send as.
+        self.name = None
+        return name if left else None
+
+    def _goAway(self, how: str = "dropped the connection") -> None:
+        """
+        The user is gone without QUIT (C{how}): keep the name and the
+        messages for a resume during the grace period, or free the name at
+        once.
+        """
+        name, room, limits = str(self.name), self.room, self.limits
+        if not limits.grace:
+            if self._leave() is not None:
+                self.log.info(
+                    "{name} {how} from {peer} ({count}/{capacity} users)",
+                    name=name,
+                    how=how,
+                    peer=self.peer,
+                    count=len(room),
+                    capacity=room.capacity,
+                )
+            return
+        clock = self.shared.clock
+        away = AwaySession(name, str(self.token), limits.max_held, clock.seconds() + limits.grace)
+        room.replace(self, away)
+        self.name = None
+        away.timer = clock.callLater(limits.grace, self._graceEnded, away)
+        self.log.info(
+            "{name} {how} from {peer}; name held for {grace}s",
+            name=name,
+            how=how,
+            peer=self.peer,
+            grace=limits.grace,
+        )
+
+    def _graceEnded(self, away: AwaySession) -> None:
+        away.timer = None
+        if self.room.leave(away):
+            self.log.info(
+                "{name} did not come back: name free, {count} held messages dropped "
+                "({users}/{capacity} users)",
+                name=away.name,
+                count=len(away.held) + away.dropped,
+                users=len(self.room),
+                capacity=self.room.capacity,
+            )
+
+    # Timers
+
+    def _joinTimedOut(self) -> None:
+        self._joinTimer = None
+        timeout = self.limits.join_timeout
+        self.shared.stats.limits["join_timeout"] += 1
+        pending = self._lines.pending
+        if not pending:
+            self.log.info(
+                "closing {peer}: no JOIN within {timeout}s", peer=self.peer, timeout=timeout
+            )
+            self.bye(grammar.JOIN_TIMEOUT, f"no JOIN within {timeout:g} seconds", timeout)
+            return
+        # A client that sent "JOIN name" without a line end did send a JOIN:
+        # say what was missing.
+        self.log.info(
+            "closing {peer}: no JOIN within {timeout}s; an unfinished line of {pending} bytes "
+            "had no line end",
+            peer=self.peer,
+            timeout=timeout,
+            pending=pending,
+        )
+        self.bye(
+            grammar.JOIN_TIMEOUT,
+            f"no JOIN within {timeout:g} seconds; your unfinished line of {pending} bytes "
+            "never got its line end (Enter: LF or CR LF)",
+            timeout,
+            pending,
+        )
+
+    def _hintLineEnd(self) -> None:
+        """Text came without a line end, then nothing: say how commands end, once."""
+        self._hintTimer = None
+        if self._lines.pending and not self._lines.seen_line_end:
+            self._hinted = True
+            self.log.info(
+                "{who} sent {pending} bytes without a line end; hinted",
+                who=self.name or self.peer,
+                pending=self._lines.pending,
+            )
+            self.deliver(LINE_END_HINT)
+
+    def checkIdle(self, now: float) -> None:
+        """
+        Close the connection if the user sent nothing for the idle timeout;
+        lines still waiting for flood control are not idleness.
+        """
+        timeout = self.limits.idle_timeout
+        if self.name is not None and not self._backlog and now - self._lastInput >= timeout:
+            self.shared.stats.limits["idle_timeout"] += 1
+            self.log.info("closing {name}: idle for {timeout}s", name=self.name, timeout=timeout)
+            self.bye(grammar.IDLE_TIMEOUT, f"nothing sent for {timeout:g} seconds", timeout)
+
+    # Input
+
+    def dataReceived(self, data: bytes) -> None:
+        """One read from the client, in any segmentation."""
+        data, answers = self._telnet.feed(data)
+        if answers:
+            self.deliver(answers)
+        lines = self._lines.feed(data)
+        if lines:
+            if self._hintTimer is not None:
+                self._hintTimer.cancel()
+                self._hintTimer = None
+            self._input(lines)
+        elif not self._hinted and self._lines.pending and not self._lines.seen_line_end:
+            # Some clients send "JOIN name" without a line end and wait.
+            if self._hintTimer is None:
+                self._hintTimer = self.shared.clock.callLater(HINT_AFTER, self._hintLineEnd)
+            else:
+                self._hintTimer.reset(HINT_AFTER)
+
+    def inputEnded(self) -> None:
+        """
+        The client closed its sending side (C{nc -N}, C{shutdown(SHUT_WR)}):
+        its last line counts even without a line end, and every line it sent
+        is answered, at the flood-control pace, before the connection closes.
+        """
+        if self._gone:
+            return
+        self._inputEnded = True
+        if self._hintTimer is not None:
+            self._hintTimer.cancel()
+            self._hintTimer = None
+        lines: list[Line] = [*self._lines.end()]
+        self.log.info(
+            "{who} closed its input; closing after answering what it sent",
+            who=self.name or self.peer,
+        )
+        if lines:
+            self._input(lines)
+        self._closeIfAnswered()
+
+    def _closeIfAnswered(self) -> None:
+        """After the end of input, close once nothing received waits for an answer."""
+        if self._inputEnded and not self._gone and not self._backlog and not self._waiting:
+            # Gone as a drop is, at once (closing telnet also ends its input):
+            # the name is freed, or held for a resume with --grace, while the
+            # last answers are on their way.
+            if self.name is not None:
+                self._goAway("ended its input")
+            self.close()
+
+    def _input(self, lines: list[Line]) -> None:
+        """Run complete lines now, as far as flood control allows; backlog the rest."""
+        self._lastInput = self.shared.clock.seconds()
+        if b"" in lines:
+            # Empty lines get no answer, and cost neither a token nor a place
+            # in the backlog (LF CR line ends make one per line).
+            lines = [line for line in lines if line]
+        if not self._waiting and not self._backlog:
+            index = self._run(lines, 0)
+            if index == len(lines) or self._gone:
+                return
+            lines = lines[index:]
+        if self._backlog is None:
+            self._backlog = []
+        self._backlog += lines
+        max_line = self.limits.max_line
+        self._backlogBytes += sum(_inputSize(line, max_line) for line in lines)
+        self._drain()
+
+    def _drain(self) -> None:
+        """
+        Run backlogged lines in order, as fast as the client's token bucket
+        allows, and never past a command that waits for the room.
+        """
+        limits = self.limits
+        if self._backlogBytes > limits.max_backlog:
+            self.shared.stats.limits["max_backlog"] += 1
+            self.log.warn(
+                "disconnecting {who}: flooding, more than {limit} bytes of input waiting",
+                who=self.name or self.peer,
+                limit=limits.max_backlog,
+            )
+            self.bye(
+                grammar.FLOODING,
+                f"more than {limits.max_backlog} bytes of commands waiting; "
+                f"send at most {limits.rate:g} lines per second",
+                limits.max_backlog,
+                limits.rate,
+            )
+            return
+        backlog = self._backlog
+        if self._drainCall is not None or self._waiting or self._gone or not backlog:
+            if not backlog:
+                self._closeIfAnswered()
+            return
+        index = self._run(backlog, 0)
+        self._backlogBytes -= sum(_inputSize(line, limits.max_line) for line in backlog[:index])
+        del backlog[:index]
+        if self._gone or self._waiting:
+            return
+        if backlog:
+            assert self._bucket is not None  # only flood control stops a run early
+            self.shared.stats.limits["rate"] += 1
+            wait = self._bucket.wait(self.shared.clock.seconds())
+            self._drainCall = self.shared.clock.callLater(wait, self._drainLater)
+            return
+        self._backlog = None  # empty: free it
+        self._closeIfAnswered()
+
+    def _drainLater(self) -> None:
+        self._drainCall = None
+        self._drain()
+
+    def _run(self, lines: list[Line], index: int) -> int:
+        """
+        Run C{lines} from C{index} in order, as many as flood control allows
+        now, until one waits for the room or the connection closes.
+
+        @return: the index of the first line not run.
+        """
+        end = len(lines)
+        bucket = self._bucket
+        if bucket is not None:
+            end = index + bucket.grant(self.shared.clock.seconds(), end - index)
+        self._processing = True
+        try:
+            while index < end and not self._gone and not self._waiting:
+                line = lines[index]
+                if line is LINE_TOO_LONG:
+                    self._lineTooLong()
+                    index += 1
+                    continue
+                assert isinstance(line, bytes)
+                following = index
+                if self.name is not None:
+                    head = line[:4].upper()
+                    if head == b"MESG":
+                        following = self._mesgs(lines, index, end)
+                    elif head == b"BCST":
+                        following = self._bcsts(lines, index, end)
+                if following > index:
+                    index = following
+                else:  # another command, or a near miss ("MESGX") that is one
+                    self._command(line)
+                    index += 1
+        finally:
+            self._processing = False
+        if bucket is not None and end > index:
+            bucket.refund(end - index)
+        return index
+
+    def _wait(self, answer: Later[object]) -> None:
+        """No more input is run before the room's answer comes (a cluster)."""
+        self._waiting = True
+        answer.then(self._continue, self._continue)
+
+    def _continue(self, result: object) -> None:
+        """The answer that input waited for came: go on with the next line."""
+        self._waiting = False
+        if not self._processing:  # else the loop that is running goes on
+            self._drain()
+
+    def _lineTooLong(self) -> None:
+        """Refuse an overlong line but keep the connection: its rest is skipped."""
+        self.log.warn(
+            "{who} sent a line longer than {limit} bytes",
+            who=self.name or self.peer,
+            limit=self.limits.max_line,
+        )
+        self.shared.stats.limits["max_line"] += 1
+        self._error(
+            grammar.LINE_TOO_LONG,
+            f"lines are limited to {self.limits.max_line} bytes; it was discarded",
+        )
+
+    # Commands
+
+    def _command(self, line: bytes) -> None:
+        """Run one line that is not a MESG or BCST in the registered fast form."""
+        text = decode(line)
+        if not text:
+            return
+        verb, rest = split_command(text)
+        if verb in ("MESG", "BCST") and self.name is not None:
+            # Spelled with leading blanks or controls: the same command.
+            self._mesgs([line], 0, 1) if verb == "MESG" else self._bcsts([line], 0, 1)
+            return
+        handler: Callable[[str], None] | None = getattr(self, "do_" + verb, None)
+        self.shared.stats.commands[verb if handler else "unknown"] += 1
+        if handler is None:
+            if self.name is None:
+                self._unregistered(verb)
+                return
+            self.log.info("{name} sent an unknown command {verb!r}", name=self.name, verb=verb)
+            self._error(grammar.UNKNOWN_MESSAGE, f"{verb} is not a command; HELP lists them", verb)
+        elif self.name is None and verb not in BEFORE_JOIN:
+            self._unregistered(verb)
+        else:
+            try:
+                handler(rest)
+            except RoomUnavailable:
+                self._unavailable()
+
+    def _unregistered(self, verb: str) -> None:
+        self.log.info("unregistered {peer} sent {verb!r}", peer=self.peer, verb=verb)
+        self._error(grammar.UNREGISTERED_USER, grammar.HOW_TO_JOIN)
+
+    def _unavailable(self) -> None:
+        self._error(grammar.CLUSTER_UNAVAILABLE, "the cluster cannot be reached; try again soon")
+
+    def _error(self, reason: str, details: str, *fields: object) -> None:
+        self.shared.stats.errors[reason] += 1
+        self.deliver(self.format.error(reason, details, *fields))
+
+    def _whenDecided(self, answer: object, then: Callable[..., None], *args: object) -> None:
+        """
+        Call C{then(answer, *args)} now, or once the room has decided if it
+        answered with a L{Later} (a cluster room); input waits for it.
+        """
+        if not isinstance(answer, Later):
+            then(answer, *args)
+            return
+        settled: Later[object] = Later()
+        self._wait(settled)
+
+        def decided(result: object) -> None:
+            if self._gone:  # the connection closed while the room decided
+                self._leave()
+            else:
+                then(result, *args)
+            settled.resolve(None)
+
+        def failed(error: Exception) -> None:
+            if not self._gone:
+                self._unavailable()
+            settled.resolve(None)
+
+        answer.then(decided, failed)
+
+    # JOIN
+
+    def do_JOIN(self, rest: str) -> None:
+        if self.name is not None:
+            self.log.info("{name} sent JOIN {rest!r} again; discarded", name=self.name, rest=rest)
+            self._error(
+                grammar.ALREADY_REGISTERED,
+                f"you are {self.name}; this JOIN was discarded",
+                self.name,
+            )
+            return
+        args = rest.split()
+        if not 1 <= len(args) <= 2:
+            self._error(grammar.USAGE, "JOIN <username> [<resume token>]")
+            return
+        name, token = args[0], args[1] if len(args) == 2 else None
+        if not is_valid_name(name) or (token is not None and not is_token(token)):
+            # "JOIN Bob Smith" is a name with a space, not a resume.
+            self._refuseJoin(rest, "invalid name", grammar.INVALID_USERNAME, NAME_RULE)
+            return
+        held = self.room.findLocal(name)
+        if isinstance(held, AwaySession):
+            if token is not None and held.matches(token):
+                self._resume(held)
+            elif token is not None:
+                self._refuseJoin(
+                    name,
+                    "wrong resume token",
+                    grammar.INVALID_TOKEN,
+                    f"that is not the resume token of {held.name}",
+                )
+            else:
+                self._refuseTaken(name, held)
+            return
+        if token is not None and held is None:
+            self._refuseJoin(
+                name,
+                "nothing to resume",
+                grammar.INVALID_TOKEN,
+                f"no dropped session of {name} is waiting; JOIN {name} to start anew"
+                if self.limits.grace
+                else f"this server keeps no session after a dropped connection; JOIN {name}",
+            )
+            return
+        self._whenDecided(self.room.join(name, self), self._joinDecided, name)
+
+    def _joinDecided(self, admission: Admission, name: str) -> None:
+        room = self.room
+        if admission is Admission.FULL:
+            self._refuseJoin(
+                name,
+                "server full",
+                grammar.TOO_MANY_USERS,
+                f"{len(room)} of {room.capacity} users are registered; try again later",
+                len(room),
+                room.capacity,
+            )
+        elif admission is Admission.TAKEN:
+            self._refuseTaken(name, room.findLocal(name))
+        else:
+            # Without a grace period there is nothing to resume: no token.
+            self.token = new_token() if self.limits.grace else None
+            self._joined()
+            self.log.info(
+                "{name} joined from {peer} ({count}/{capacity} users)",
+                name=name,
+                peer=self.peer,
+                count=len(room),
+                capacity=room.capacity,
+            )
+            resume = f" (resume token: {self.token})" if self.token else ""
+            self.deliver(
+                self.format.ok(
+                    "JOIN",
+                    f"{name} {len(room)}/{room.capacity}{resume}",
+                    name,
+                    len(room),
+                    room.capacity,
+                    self.token or "-",
+                )
+            )
+
+    def _resume(self, away: AwaySession) -> None:
+        """Take the name back from an away session and replay what it held."""
+        if away.timer is not None and away.timer.active():
+            away.timer.cancel()
+        self.room.replace(away, self)
+        # A token seen once (on a shared screen, in a log) must not take the
+        # name again later: every resume issues a new one.
+        self.token = new_token()
+        self._joined()
+        replayed, dropped, room = len(away.held), away.dropped, self.room
+        self.log.info(
+            "{name} resumed from {peer}: {replayed} held messages replayed, {dropped} dropped",
+            name=self.name,
+            peer=self.peer,
+            replayed=replayed,
+            dropped=dropped,
+        )
+        self.deliver(
+            b"".join(away.held)
+            + self.format.ok(
+                "JOIN",
+                f"{self.name} {len(room)}/{room.capacity} (resume token: {self.token}) resumed: "
+                f"{replayed} held messages replayed, {dropped} older ones dropped",
+                self.name,
+                len(room),
+                room.capacity,
+                self.token,
+                "resumed",
+                replayed,
+                dropped,
+            )
+        )
+
+    def _joined(self) -> None:
+        if self._joinTimer is not None and self._joinTimer.active():
+            self._joinTimer.cancel()
+        self._joinTimer = None
+
+    def _refuseTaken(self, name: str, holder: Member | None) -> None:
+        if isinstance(holder, AwaySession):
+            left = max(0, round(holder.expires - self.shared.clock.seconds()))
+            self._refuseJoin(
+                name,
+                "name held for a resume",
+                grammar.USERNAME_TAKEN,
+                f"{holder.name} is held for a user who lost the connection, "
+                f"for {left} more seconds",
+                holder.name,
+                "away",
+                left,
+            )
+        else:
+            self._refuseJoin(
+                name, "name taken", grammar.USERNAME_TAKEN, f"{name} is already registered", name
+            )
+
+    def _refuseJoin(self, name: str, why: str, reason: str, details: str, *fields: object) -> None:
+        self.log.info(
+            "refused JOIN {name!r} from {peer}: {why} ({count}/{capacity} users)",
+            name=name,
+            peer=self.peer,
+            why=why,
+            count=len(self.room),
+            capacity=self.room.capacity,
+        )
+        self._error(reason, details, *fields)
+
+    # MESG
+
+    def _mesgs(self, lines: list[Line], start: int, end: int) -> int:
+        """
+        MESG: relay the private messages that start at C{lines[start]}, up to
+        C{end} or the first line that is not one.
+
+        A message to a member who takes it as it is (present, reading, not
+        this user) is delivered, and the receipts, counts and status lines of
+        a row of them are made at once. Any other outcome (unknown, held,
+        sent to another node, dropped, to oneself, or a room that answers
+        later) first answers the row before it, so that every reply and
+        status line is in the order of the lines.
+
+        @return: the index of the first line not handled.
+        """
+        name = str(self.name)
+        head = b"MESG %b: " % name.encode()
+        find, delivered = self.room.find, list[str]()
+        pending, index = 0, start  # pending: the bytes of the receipts not yet made
+        while index < end and not self._gone:
+            line = lines[index]
+            parts = None if line is LINE_TOO_LONG else _mesgParts(line)
+            if parts is None:
+                break
+            index += 1
+            to, text = parts
+            if not to:
+                self._receipts(delivered)
+                pending = 0
+                self.shared.stats.commands["MESG"] += 1
+                self._error(grammar.USAGE, "MESG <username> <text>")
+                continue
+            data = head + text + b"\r\n"
+            try:
+                recipient = find(to)
+            except RoomUnavailable:
+                self._receipts(delivered)
+                pending = 0
+                self.shared.stats.commands["MESG"] += 1
+                self._unavailable()
+                continue
+            if (
+                recipient is not None
+                and recipient is not self
+                and not self.blocked  # a receipt of its own might drop this client
+                and not isinstance(recipient, Later)
+                and recipient.ready(len(data))
+            ):
+                recipient.deliver(data)  # queued, as ready() said: DELIVERED
+                delivered.append(to := str(recipient.name))
+                pending += len(to) + RECEIPT_SIZE
+                if self.unsent + pending >= FLUSH_AT:
+                    # Handed on there, as line by line: flow control may follow.
+                    self._receipts(delivered)
+                    pending = 0
+                continue
+            self._receipts(delivered)
+            pending = 0
+            self.shared.stats.commands["MESG"] += 1
+            self._whenDecided(recipient, self._relay, to, data)
+            if self._waiting:
+                break
+        self._receipts(delivered)
+        return index
+
+    def _receipts(self, delivered: list[str]) -> None:
+        """Answer, count and log a row of messages delivered, then forget it."""
+        if not delivered:
+            return
+        count, stats, relay_log = len(delivered), self.shared.stats, self.shared.relay_log
+        stats.commands["MESG"] += count
+        stats.relayed["mesg"] += count
+        if relay_log is not None:
+            relay_log.delivered(str(self.name), delivered)
+        self.deliver(self.format.receipts(delivered))
+        delivered.clear()
+
+    def _relay(self, recipient: Member | None, to: str, data: bytes) -> None:
+        """One MESG whose outcome is not a plain delivery: answered on its own."""
+        if recipient is None:
+            self.log.info("{name} sent MESG to unknown recipient {to!r}", name=self.name, to=to)
+            self._error(grammar.UNKNOWN_RECIPIENT, f"nobody named {to} is registered", to)
+            return
+        name = str(recipient.name)  # a recipient dropped by this delivery loses its name
+        outcome = recipient.deliver(data)
+        value = outcome.value
+        relay_log = self.shared.relay_log
+        if relay_log is not None:
+            relay_log.mesg(str(self.name), name, value)
+        if outcome is Delivery.DROPPED:
+            self._error(
+                grammar.MESSAGE_DROPPED,
+                f"{name} stopped reading and was disconnected; it was not delivered",
+                name,
+            )
+            return
+        self.shared.stats.relayed["mesg"] += 1
+        if outcome is Delivery.HELD:
+            details = f"{name} held: {name} lost the connection and gets it on resuming"
+            self.deliver(self.format.ok("MESG", details, name, value))
+        else:
+            self.deliver(self.format.receipt(name, value))
+
+    # BCST
+
+    def _bcsts(self, lines: list[Line], start: int, end: int) -> int:
+        """
+        BCST: broadcast the lines that start at C{lines[start]}, up to C{end}
+        or the first line that is not a BCST with text, each with its reply
+        and status line. The row goes in one piece to each member who is
+        reading (L{Room.broadcast}); it ends where its replies would take
+        this client's output to L{FLUSH_AT}, or its text to L{BCST_RUN_SIZE}.
+
+        @return: the index of the first line not handled.
+        """
+        name = str(self.name)
+        relayed: list[bytes] = []
+        unsent, size, index = self.unsent, 0, start
+        if self.blocked:
+            # A reply of its own might drop this client: line by line, the
+            # lines after that one would not be relayed.
+            end = min(end, start + 1)
+        while index < end:
+            line = lines[index]
+            text = None if line is LINE_TOO_LONG else _bcstText(line)
+            if text is None or (not text and relayed):
+                break
+            index += 1
+            if not text:
+                self.shared.stats.commands["BCST"] += 1
+                self._error(grammar.USAGE, "BCST <text>")
+                return index
+            relayed.append(data := grammar.relayed("BCST", name, text))
+            unsent += BCST_REPLY_SIZE
+            size += len(data)
+            if unsent >= FLUSH_AT or size >= BCST_RUN_SIZE:
+                break
+        if relayed:
+            self.shared.stats.commands["BCST"] += len(relayed)
+            self._broadcast(relayed)
+        return index
+
+    def _broadcast(self, relayed: list[bytes]) -> None:
+        """Broadcast each of C{relayed}, then its count, status line and reply."""
+        name, stats, relay_log = str(self.name), self.shared.stats, self.shared.relay_log
+        answered = 0
+        try:
+            for reached, held in self.room.broadcast(relayed, self):
+                stats.relayed["bcst"] += reached
+                if relay_log is not None:
+                    relay_log.bcst(name, reached)
+                details = f"{reached}" + (f" ({held} of them away, held for them)" if held else "")
+                self.deliver(self.format.ok("BCST", details, reached, held))
+                answered += 1
+        except RoomUnavailable:
+            for _ in relayed[answered:]:
+                self._unavailable()
+
+    # The other commands
+
+    def do_LIST(self, rest: str) -> None:
+        self._whenDecided(self.room.names(), self._listed)
+
+    def _listed(self, names: list[tuple[str, bool]]) -> None:
+        self.log.info("{name} listed {count} users", name=self.name, count=len(names))
+        user = self.format.user
+        self.deliver(
+            b"".join(user(name, away) for name, away in names)
+            + self.format.ok("LIST", str(len(names)), len(names))
+        )
+
+    def do_HELP(self, rest: str) -> None:
+        self.deliver(grammar.help_text(bool(self.limits.grace)) + self.format.ok("HELP", "-"))
+
+    def do_MODE(self, rest: str) -> None:
+        mode = rest.upper()
+        if mode not in ("MACHINE", "HUMAN"):
+            self._error(grammar.USAGE, "MODE MACHINE | MODE HUMAN")
+            return
+        self.format = grammar.MACHINE if mode == "MACHINE" else grammar.HUMAN
+        self.deliver(
+            self.format.ok(
+                "MODE",
+                f"{mode}: version {grammar.MACHINE_VERSION} of the machine format",
+                mode,
+                grammar.MACHINE_VERSION,
+            )
+        )
+
+    def do_STATUS(self, rest: str) -> None:
+        shared, room, limits = self.shared, self.room, self.limits
+        now = shared.clock.seconds()
+        status = self.format.status
+        lines = [
+            status("User", f"{self.name}, from {self.peer}", self.name, self.peer),
+            status("Users", f"{len(room)} of {room.capacity}", len(room), room.capacity),
+            status(
+                "Connected",
+                f"{now - self._connectedAt:.0f} seconds",
+                round(now - self._connectedAt),
+            ),
+            status("Uptime", f"{now - shared.started:.0f} seconds", round(now - shared.started)),
+        ]
+        if self._bucket is not None:
+            budget = self._bucket.available(now)
+            lines.append(
+                status(
+                    "Rate",
+                    f"{budget:.1f} of {limits.burst} lines left, {limits.rate:g} more per second",
+                    f"{budget:.1f}",
+                    limits.burst,
+                    f"{limits.rate:g}",
+                )
+            )
+        else:
+            lines.append(status("Rate", "no limit", "off"))
+        queued = self._queuedWhileBlocked if self.blocked else 0
+        lines.append(
+            status(
+                "Outbound",
+                f"{'blocked' if self.blocked else 'flowing'}, {queued} bytes queued past the "
+                f"buffer, dropped past {limits.max_outbound}",
+                "blocked" if self.blocked else "flowing",
+                queued,
+                limits.max_outbound,
+            )
+        )
+        lines.append(
+            status(
+                "Input",
+                f"{self._backlogBytes} bytes waiting, disconnected past {limits.max_backlog}",
+                self._backlogBytes,
+                limits.max_backlog,
+            )
+        )
+        self.deliver(b"".join(lines) + self.format.ok("STATUS", "-"))
+
+    def do_QUIT(self, rest: str) -> None:
+        name = self._leave()
+        if name is not None:
+            self.log.info(
+                "{name} quit ({count}/{capacity} users)",
+                name=name,
+                count=len(self.room),
+                capacity=self.room.capacity,
+            )
+        else:
+            self.log.info("unregistered {peer} quit", peer=self.peer)
+        self.close(self.format.ok("QUIT", "Bye"))
