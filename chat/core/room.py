@@ -227,9 +227,9 @@ class LocalRoom:
             # Apart: a member for whom the run would not just be queued (away,
             # not reading, or about to hand a burst on at FLUSH_AT).
             size = len(data)
-            together = []
-            for member in members:
-                (together if member.ready(size) else apart).append(member)
+            together = [member for member in members if member.ready(size)]
+            if len(together) < len(members):
+                apart = [member for member in members if not member.ready(size)]
         outcomes = [member.deliver(data) for member in together]
         reached = len(outcomes) - outcomes.count(Delivery.DROPPED)
         held = outcomes.count(Delivery.HELD)
