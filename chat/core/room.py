@@ -222,7 +222,8 @@ class LocalRoom:
         # Copied first: a delivery may drop a member, who leaves the room.
         members = [m for m in self._members.values() if m is not sender]
         data = b"".join(lines)
-        together, apart = members, list[Member]()
+        together = members
+        apart: list[Member] = []
         if len(lines) > 1:
             # Apart: a member for whom the run would not just be queued (away,
             # not reading, or about to hand a burst on at FLUSH_AT).

@@ -85,6 +85,8 @@ def write(transport: ITransport | Any, data: bytes) -> None:
         and transport.connected
         and not transport.disconnecting
         and not transport.dataBuffer
+        # Private: bytes written in this turn, not yet in dataBuffer. No public
+        # attribute tells; setup.cfg bounds Twisted's version for it.
         and not transport._tempDataBuffer
     ):
         sent = transport.writeSomeData(data)
