@@ -7,7 +7,7 @@ the transport, its flow control, its close, and the connection caps.
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
@@ -74,14 +74,16 @@ class ChatProtocol(LineReceiver):
     """
 
     log = Logger()
+    # Class defaults, so that a connection stores only what it has: memory
+    # per idle connection is one of the server's figures.
     session: Session | None = None
+    """The chat of an admitted connection, until it is lost."""
+    _abortCall: Timer | None = None
 
     def __init__(self, server: Server, host: str, peer: str) -> None:
         self.server = server
         self.host = host
         self.peer = peer
-        self._admitted = False
-        self._abortCall: Timer | None = None
 
     @property
     def link(self) -> Transport:
@@ -97,7 +99,6 @@ class ChatProtocol(LineReceiver):
             self.link.write(grammar.HUMAN.bye(grammar.TOO_MANY_CONNECTIONS, refusal))
             self.close()
             return
-        self._admitted = True
         # Chat lines are small and a reader may never write back: with
         # Nagle's algorithm each line would wait for the delayed ACK of the
         # one before (40 ms). Writes are coalesced per turn anyway.
@@ -105,13 +106,13 @@ class ChatProtocol(LineReceiver):
         if setTcpNoDelay is not None:
             setTcpNoDelay(True)
         self.link.registerProducer(self, True)
-        session = self.session = Session(server, self, self.log, self.host, self.peer)
-        server.connections.add(session)
-        # Each read goes straight to the session: one call less a read.
-        self.dataReceived = session.dataReceived  # type: ignore[method-assign]
+        self.session = Session(server, self, SESSION_LOG, self.host, self.peer)
+        server.connections.add(self.session)
 
     def dataReceived(self, data: bytes) -> None:
-        """Before the connection is admitted, or after it was refused: nothing."""
+        session = self.session
+        if session is not None:  # else refused, and closing
+            session.dataReceived(data)
 
     def readConnectionLost(self) -> None:
         if self.session is not None:
@@ -123,10 +124,9 @@ class ChatProtocol(LineReceiver):
     def connectionLost(self, reason: Failure | None = None) -> None:
         if self._abortCall is not None and self._abortCall.active():
             self._abortCall.cancel()
-        session = self.session
-        if session is None or not self._admitted:
+        session, self.session = self.session, None
+        if session is None:  # refused, or lost already
             return
-        self._admitted = False
         self.server.peers.release(self.host)
         self.server.connections.discard(session)
         session.connectionLost()
@@ -157,7 +157,7 @@ class ChatProtocol(LineReceiver):
         C{close_timeout}: C{loseConnection} waits for the client to read it,
         and a client that does not read would hold the connection for ever.
         """
-        if self._admitted:
+        if self.session is not None:
             # A transport with a registered producer waits for it before closing.
             self.link.unregisterProducer()
         self.link.loseConnection()
@@ -175,3 +175,8 @@ class ChatProtocol(LineReceiver):
             timeout=timeout,
         )
         self.abort()
+
+
+SESSION_LOG: Final = ChatProtocol.log
+"""The logger of every session's status lines, made once: each access to a
+C{Logger} attribute makes a new one, which a session would keep."""
