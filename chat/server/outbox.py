@@ -16,21 +16,17 @@ reactor would only have sent them after the same turn (a WebSocket, which
 cannot send after the client's close frame, sends what was gathered when
 that frame arrives).
 
-A connection whose transport already holds unsent bytes (its client reads
-slowly), or that is not a plain TCP connection (TLS, a WebSocket), gets the
-bytes through C{transport.write}, so order and flow control are Twisted's.
+Each connection hands its bytes on itself (L{chat.server.protocol.ChatProtocol.write}):
+straight to the socket when nothing is queued before them, else through
+C{transport.write}, so order and flow control are Twisted's.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-
-if TYPE_CHECKING:
-    from twisted.internet.interfaces import ITransport
 
 log = Logger()
 
@@ -71,27 +67,3 @@ class Outbox:
                 sender.flush()
             except Exception:  # noqa: BLE001 - logged; the other connections still get theirs
                 log.failure("sending the output of {sender!r} failed", sender=sender)
-
-
-def write(transport: ITransport | Any, data: bytes) -> None:
-    """
-    C{transport.write(data)}, except that the bytes go to the socket at once
-    when they are the only ones queued on a plain TCP connection; what the
-    socket does not take is queued by the transport as usual.
-    """
-    if (
-        isinstance(transport, tcp.Connection)
-        and not transport.TLS
-        and transport.connected
-        and not transport.disconnecting
-        and not transport.dataBuffer
-        # Private: bytes written in this turn, not yet in dataBuffer. No public
-        # attribute tells; setup.cfg bounds Twisted's version for it.
-        and not transport._tempDataBuffer
-    ):
-        sent = transport.writeSomeData(data)
-        if sent == len(data):
-            return
-        if isinstance(sent, int):  # else the connection is lost: write notices
-            data = data[sent:]
-    transport.write(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Final, Protocol, cast
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -19,7 +20,6 @@ from chat.core import grammar
 from chat.core.away import Timer
 from chat.core.limits import PeerCount
 from chat.core.session import Session, Shared
-from chat.server.outbox import write
 
 
 class Server(Shared, Protocol):
@@ -149,7 +149,32 @@ class ChatProtocol(LineReceiver):
     # The session's link
 
     def write(self, data: bytes) -> None:
-        write(self.transport, data)
+        """
+        C{transport.write(data)}, except that the bytes go to the socket at
+        once when they are the only ones queued on a plain TCP connection;
+        what the socket does not take is queued by the transport as usual.
+        A connection whose transport already holds unsent bytes (its client
+        reads slowly), or that is not plain TCP (TLS, a WebSocket), gets the
+        bytes through C{transport.write}, so order and flow control are
+        Twisted's.
+        """
+        transport = self.transport
+        if (
+            isinstance(transport, tcp.Connection)
+            and not transport.TLS
+            and transport.connected
+            and not transport.disconnecting
+            and not transport.dataBuffer
+            # Private: bytes written in this turn, not yet in dataBuffer. No
+            # public attribute tells; setup.cfg bounds Twisted's version for it.
+            and not transport._tempDataBuffer
+        ):
+            sent = transport.writeSomeData(data)
+            if sent == len(data):
+                return
+            if isinstance(sent, int):  # else the connection is lost: write notices
+                data = data[sent:]
+        self.link.write(data)
 
     def close(self) -> None:
         """
