@@ -473,3 +473,12 @@ def test_quiet_relays_skips_the_relay_status_lines_but_counts(factory, connect, 
     assert not logged(logs, "BCST from a")
     assert logged(logs, "a joined")  # every other event still has its line
     assert factory.stats.relayed == {"mesg": 1, "bcst": 1}
+
+
+def test_commands_before_join_are_counted_by_their_verb(connect, factory) -> None:
+    """The metrics count a MESG or BCST refused before JOIN as what it is."""
+    client = connect()
+    client.send("MESG a b")
+    client.send(" bcst x")
+    client.send("FROB")
+    assert dict(factory.stats.commands) == {"MESG": 1, "BCST": 1, "unknown": 1}

@@ -608,9 +608,14 @@ class Session:
         if not text:
             return
         verb, rest = split_command(text)
-        if verb in ("MESG", "BCST") and self.name is not None:
-            # Spelled with leading blanks or controls: the same command.
-            self._mesgs([line], 0, 1) if verb == "MESG" else self._bcsts([line], 0, 1)
+        if verb in ("MESG", "BCST"):
+            if self.name is None:
+                self.shared.stats.commands[verb] += 1
+                self._unregistered(verb)
+            elif verb == "MESG":  # spelled with leading blanks or controls
+                self._mesgs([line], 0, 1)
+            else:
+                self._bcsts([line], 0, 1)
             return
         handler: Callable[[str], None] | None = getattr(self, "do_" + verb, None)
         self.shared.stats.commands[verb if handler else "unknown"] += 1
