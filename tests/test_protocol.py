@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 
 from chat.core.limits import Limits
+from chat.core.room import Delivery, Later, LocalRoom, Member, RoomUnavailable
 from chat.core.session import LINE_END_HINT
 from chat.server.factory import ChatFactory
 from harness import Client, connector, logged
@@ -482,3 +483,56 @@ def test_commands_before_join_are_counted_by_their_verb(connect, factory) -> Non
     client.send(" bcst x")
     client.send("FROB")
     assert dict(factory.stats.commands) == {"MESG": 1, "BCST": 1, "unknown": 1}
+
+
+def test_a_room_that_fails_after_answering_late_does_not_stop_input(clock) -> None:
+    """
+    A cluster room answers a lookup later, and by then cannot relay (Redis
+    went away): the MESG is answered Cluster Unavailable and input goes on.
+    """
+
+    class Unreachable:
+        """A user on another node, while that node cannot be reached."""
+
+        name: str | None = "zed"
+        away = False
+
+        def ready(self, size: int) -> bool:
+            return False
+
+        def deliver(self, data: bytes) -> Delivery:
+            raise RoomUnavailable("Redis is not connected")
+
+        def bye(self, reason: str, details: str) -> None:
+            raise AssertionError("never closed from here")
+
+    answer: Later[Member | None] = Later()
+
+    class LateRoom(LocalRoom):
+        __slots__ = ()
+
+        def find(self, name: str) -> Member | None | Later[Member | None]:
+            return answer if name == "zed" else super().find(name)
+
+    factory = ChatFactory(limits=Limits(rate=0, join_timeout=0), clock=clock, room=LateRoom(10))
+    alice = connector(factory)("alice")
+    assert alice.send(b"MESG zed hello\r\nMODE MACHINE\r\n") == []  # waits for the room
+    answer.resolve(Unreachable())
+    assert alice.lines() == [
+        "ERR Cluster Unavailable: the cluster cannot be reached; try again soon",
+        "OK MODE MACHINE 1",
+    ]
+    assert alice.send("MODE HUMAN")[0].startswith("OK MODE HUMAN")
+
+
+@pytest.mark.usefixtures("time_limit")  # the defect it guards against spun for ever
+def test_the_drain_timer_finds_its_token_on_an_exact_clock(clock) -> None:
+    """A clock advanced exactly to each due time: every delayed line runs."""
+    connect = flood_controlled(clock, rate=1, burst=1)
+    client = connect()
+    client.protocol.dataReceived(b"HELP\r\n" * 5)
+    for _ in range(20):  # at most one firing per line: no spinning
+        if not clock.calls:
+            break
+        clock.advance(clock.calls[0].getTime() - clock.seconds())
+    assert client.lines().count("OK HELP -") == 5

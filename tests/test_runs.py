@@ -84,7 +84,8 @@ TEXTS = st.text(alphabet="ab \t\x00\x1b\x7f", min_size=1, max_size=8) | st.text(
 BCST_LINES = st.sampled_from(
     [b"BCST hi", b"bcst  a b ", b"BcSt\t\x01x", b"BCST", b"BCST ", b"BCSTX y", "BCST \xe9".encode()]
 )
-OTHER_LINES = st.sampled_from([b"LIST", b"MESG bob " + b"y" * 250])  # 250 > max_line
+# STATUS shows the flood-control budget and the input waiting, as line by line.
+OTHER_LINES = st.sampled_from([b"LIST", b"STATUS", b"MESG bob " + b"y" * 250])  # 250 > max_line
 
 
 @st.composite
@@ -141,6 +142,8 @@ scenes = st.builds(Scene, st.sampled_from([0, 2, 5]), st.booleans(), st.booleans
 @example([b"BCST 1\r\nBCST 2\r\nbcst 3\r\nBCST 4\r\n"], Scene(3, True))
 @example([b"MESG bob 1\r\nMESG bob 2\r\nMESG bob 3\r\n"], Scene(0, False, alice_blocked=True))
 @example([b"BCST 1\r\nBCST 2\r\n"], Scene(0, False, alice_blocked=True))
+@example([b"MESG bob 0\r\nSTATUS\r\nLIST\r\nLIST\r\n"], Scene(5, False))
+@example([b"MESG bob 0\r\nLIST\r\nSTATUS\r\nLIST\r\n"], Scene(2, False))
 def test_a_read_of_n_lines_answers_as_n_reads_of_one(data: list[bytes], scene: Scene) -> None:
     assert_same(scene.limits(), data, scene.setup)
 

@@ -93,7 +93,7 @@ class TokenBucket:
 
     def wait(self, now: float) -> float:
         """The seconds until a token is there (0 if there is one now)."""
-        return max(0.0, (1 - _ROUNDING - self.available(now)) / self.rate)
+        return max(0.0, (1 - self.available(now)) / self.rate)
 
 
 class PeerCount:

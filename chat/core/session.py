@@ -166,6 +166,7 @@ class Session:
         "_connectedAt",
         "_drainCall",
         "_gone",
+        "_granted",
         "_hintTimer",
         "_hinted",
         "_inputEnded",
@@ -208,6 +209,7 @@ class Session:
         self._out: list[bytes] = []
         self._outbox = shared.outbox
         self._queuedWhileBlocked = 0
+        self._granted = 0
         self._gone = False
         self._telnet = TelnetInput()
         self._lines = LineSplitter(limits.max_line)
@@ -521,8 +523,7 @@ class Session:
             if not backlog:
                 self._closeIfAnswered()
             return
-        index = self._run(backlog, 0)
-        self._backlogBytes -= sum(_inputSize(line, limits.max_line) for line in backlog[:index])
+        index = self._run(backlog, 0, backlog=True)
         del backlog[:index]
         if self._gone or self._waiting:
             return
@@ -539,10 +540,15 @@ class Session:
         self._drainCall = None
         self._drain()
 
-    def _run(self, lines: list[Line], index: int) -> int:
+    def _run(self, lines: list[Line], index: int, backlog: bool = False) -> int:
         """
         Run C{lines} from C{index} in order, as many as flood control allows
         now, until one waits for the room or the connection closes.
+
+        Flood control grants its tokens for all of them at once; what a
+        command sees is what it would see line by line: the tokens granted
+        to the lines after it count as not yet spent (L{_granted}), and with
+        C{backlog}, the backlog holds the lines after it.
 
         @return: the index of the first line not run.
         """
@@ -555,6 +561,8 @@ class Session:
             while index < end and not self._gone and not self._waiting:
                 line = lines[index]
                 if line is LINE_TOO_LONG:
+                    if backlog:
+                        self._taken(lines, index, index + 1)
                     self._lineTooLong()
                     index += 1
                     continue
@@ -566,15 +574,26 @@ class Session:
                     elif head == b"BCST":
                         following = self._bcsts(lines, index, end)
                 if following > index:
+                    if backlog:
+                        self._taken(lines, index, following)
                     index = following
                 else:  # another command, or a near miss ("MESGX") that is one
+                    if backlog:
+                        self._taken(lines, index, index + 1)
+                    self._granted = end - index - 1
                     self._command(line)
                     index += 1
         finally:
             self._processing = False
+            self._granted = 0
         if bucket is not None and end > index:
             bucket.refund(end - index)
         return index
+
+    def _taken(self, lines: list[Line], start: int, end: int) -> None:
+        """Lines of the backlog that run now leave its count of bytes."""
+        max_line = self.limits.max_line
+        self._backlogBytes -= sum(_inputSize(line, max_line) for line in lines[start:end])
 
     def _wait(self, answer: Later[object]) -> None:
         """No more input is run before the room's answer comes (a cluster)."""
@@ -650,17 +669,19 @@ class Session:
         answered with a L{Later} (a cluster room); input waits for it.
         """
         if not isinstance(answer, Later):
-            then(answer, *args)
+            self._decided(answer, then, args)
             return
         settled: Later[object] = Later()
         self._wait(settled)
 
         def decided(result: object) -> None:
-            if self._gone:  # the connection closed while the room decided
-                self._leave()
-            else:
-                then(result, *args)
-            settled.resolve(None)
+            try:
+                if self._gone:  # the connection closed while the room decided
+                    self._leave()
+                else:
+                    self._decided(result, then, args)
+            finally:  # whatever happens, input goes on
+                settled.resolve(None)
 
         def failed(error: Exception) -> None:
             if not self._gone:
@@ -668,6 +689,13 @@ class Session:
             settled.resolve(None)
 
         answer.then(decided, failed)
+
+    def _decided(self, result: object, then: Callable[..., None], args: tuple[object, ...]) -> None:
+        """The room's answer, then: a room that fails meanwhile is unavailable."""
+        try:
+            then(result, *args)
+        except RoomUnavailable:
+            self._unavailable()
 
     # JOIN
 
@@ -1037,7 +1065,8 @@ class Session:
             status("Uptime", f"{now - shared.started:.0f} seconds", round(now - shared.started)),
         ]
         if self._bucket is not None:
-            budget = self._bucket.available(now)
+            # Tokens granted to lines of this read after STATUS are not spent yet.
+            budget = self._bucket.available(now) + self._granted
             lines.append(
                 status(
                     "Rate",
