@@ -86,6 +86,8 @@ class Config:
     seed: int
     quickack: bool
     sample: int
+    pace: str = "tick"
+    idle_users: int = 0
 
 
 class Run:
@@ -590,7 +592,10 @@ async def run_messaging(run: Run) -> dict[str, Any]:
 
     run.sending = True
     ticker: asyncio.Task[None] | None = None
-    if config.rate:
+    paced: OwnPace | None = None
+    if config.rate and config.pace == "own":
+        paced = OwnPace(run, senders, config.rate / recipients_per_message)
+    elif config.rate:
         messages_per_s = config.rate / recipients_per_message
         ticker = asyncio.ensure_future(open_loop(run, senders, messages_per_s))
     else:
@@ -606,6 +611,8 @@ async def run_messaging(run: Run) -> dict[str, Any]:
     run.sending = False
     if ticker is not None:
         ticker.cancel()
+    if paced is not None:
+        paced.stop()
     for client in senders:
         client.flush()
 
@@ -634,6 +641,52 @@ async def run_messaging(run: Run) -> dict[str, Any]:
     if config.rate:
         result["offered_per_s"] = config.rate
     return result
+
+
+class OwnPace:
+    """
+    Open loop, each sender at its own pace (C{--pace own}): every sender has
+    a timer of its own and sends one message per expiry, in a write of its
+    own, with exponential gaps (a Poisson process) averaging
+    C{messages_per_s / len(senders)} per second. The server sees reads of
+    one line spread in time, as people typing make, where the central
+    ticker of L{open_loop} sends every message due in a millisecond in one
+    burst.
+
+    As with L{open_loop}, each message is stamped with its intended send
+    time, and the next one is due an exponential gap after that (not after
+    the actual send): a generator falling behind shows as latency. A send
+    that finds the window full is skipped and counted.
+    """
+
+    def __init__(self, run: Run, senders: list[Client], messages_per_s: float) -> None:
+        self.run = run
+        self.loop = asyncio.get_running_loop()
+        self.per_sender = messages_per_s / len(senders)
+        self.rng = random.Random(run.config.seed + 1)
+        self.handles: dict[int, asyncio.TimerHandle] = {}
+        start = now_us()
+        for client in senders:
+            # A random first gap: the senders do not start in step.
+            self._schedule(client, start + self._gap_us())
+
+    def _gap_us(self) -> int:
+        return max(1, int(self.rng.expovariate(self.per_sender) * 1e6))
+
+    def _schedule(self, client: Client, due_us: int) -> None:
+        delay = max(0.0, (due_us - now_us()) / 1e6)
+        self.handles[client.index] = self.loop.call_later(delay, self._fire, client, due_us)
+
+    def _fire(self, client: Client, due_us: int) -> None:
+        if not self.run.sending:
+            return
+        client.send_one(due_us)
+        self._schedule(client, due_us + self._gap_us())
+
+    def stop(self) -> None:
+        for handle in self.handles.values():
+            handle.cancel()
+        self.handles.clear()
 
 
 async def open_loop(run: Run, senders: list[Client], messages_per_s: float) -> None:
@@ -706,6 +759,12 @@ async def run_storm(run: Run) -> dict[str, Any]:
     numbers = itertools.count()
     durations = array("q")
     counts = Counter[str]()
+    # --idle-users: registered first (names u0, u1...), held open through the
+    # storm, reading whatever they get (nothing, unless the server tells them
+    # of the storm clients), closed at the end.
+    idle_start = time.monotonic()
+    idle = await connect_all(run, config.idle_users) if config.idle_users else []
+    idle_connect_s = time.monotonic() - idle_start
     run.names = [b"x", b"y"]  # unused by storm sessions; target() needs two
 
     async def one_session() -> None:
@@ -748,10 +807,17 @@ async def run_storm(run: Run) -> dict[str, Any]:
     after = Snapshot.take(config.server_pid, time.monotonic())
     run.sending = False
     await asyncio.wait_for(asyncio.gather(*workers), SESSION_TIMEOUT + 5)
+    idle_open = sum(1 for c in idle if not c.closed.done())
+    if idle:
+        await close_all(run, idle)
     cpu = after.since(before)
     sessions = counts["sessions"]
     timing = percentiles(durations)
+    extra: dict[str, Any] = {}
+    if config.idle_users:
+        extra = {"idle_connect_s": round(idle_connect_s, 3), "idle_still_open": idle_open}
     return {
+        **extra,
         **cpu,
         "sessions": sessions,
         "sessions_per_s": round(sessions / cpu["wall_s"], 1),
@@ -844,6 +910,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--deadline", type=float, default=0.0, help="hard limit, seconds")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--pace",
+        choices=("tick", "own"),
+        default="tick",
+        help="with --rate: tick (a central 1 ms ticker, bursts) or own"
+        " (each sender its own timer, exponential gaps, one line per write)",
+    )
+    parser.add_argument(
+        "--idle-users",
+        type=int,
+        default=0,
+        help="storm: register this many idle users first, held open during the storm",
+    )
+    parser.add_argument(
         "--sample",
         type=int,
         default=0,
@@ -861,13 +940,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def default_deadline(args: argparse.Namespace) -> float:
     """Enough for setup (scaled with the clients), the run and the drain."""
-    return 60.0 + args.clients / 100 + args.warmup + args.duration + DRAIN_TIMEOUT + 5.0
+    return (
+        60.0
+        + (args.clients + args.idle_users) / 100
+        + args.warmup
+        + args.duration
+        + DRAIN_TIMEOUT
+        + 5.0
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.workload in ("direct", "fanout") and args.clients < 2:
         sys.exit("direct and fanout need at least 2 clients")
+    if args.idle_users and args.workload != "storm":
+        sys.exit("--idle-users applies to the storm workload only")
     if args.proto == "irc":
         longest = len(b"PRIVMSG u%d :%d \r\n" % (args.clients, now_us())) + args.size
         if longest * args.window + 64 >= IRC_READ_BUFFER:
@@ -891,6 +979,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         quickack=args.quickack,
         sample=args.sample or (1 if args.rate else 4),
+        pace=args.pace,
+        idle_users=args.idle_users,
     )
     name = loop_name(args.loop)
     print(f"loadgen: event loop {name}, fd limit {limit}", file=sys.stderr, flush=True)

@@ -71,6 +71,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rate", type=csv, default=["0"], help="open loop: total deliveries/s (0: closed loop)"
     )
+    parser.add_argument(
+        "--pace",
+        choices=("tick", "own"),
+        default="tick",
+        help="with --rate: tick (a central 1 ms ticker, in bursts; the default) or own"
+        " (each client on its own timer, random gaps, one line per write)",
+    )
+    parser.add_argument(
+        "--idle-users",
+        type=int,
+        default=0,
+        help="storm: first register this many idle users, held open during the storm",
+    )
     parser.add_argument("--window", type=int, default=16, help="unacknowledged messages per sender")
     parser.add_argument("--senders", type=int, default=4, help="fanout: broadcasting clients")
     parser.add_argument("--size", type=int, default=16, help="padding bytes per message")
@@ -144,6 +157,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
     args.clients = [int(c) for c in args.clients]
     args.rate = [float(r) for r in args.rate]
+    if args.idle_users < 0:
+        parser.error("--idle-users must not be negative")
+    if args.pace == "own" and not any(args.rate):
+        parser.error("--pace own needs --rate (it paces an open loop)")
     return args
 
 
@@ -197,6 +214,10 @@ def generator_command(spec: Spec, server: servers.Server, args: argparse.Namespa
         "--loop",
         args.loop,
     ]
+    if args.pace != "tick" and spec.rate:
+        command += ["--pace", args.pace]
+    if spec.workload == "storm" and args.idle_users:
+        command += ["--idle-users", str(args.idle_users)]
     if not args.quickack:
         command.append("--no-quickack")
     return servers.pinned(command, servers.GENERATOR_CORE)
@@ -204,7 +225,10 @@ def generator_command(spec: Spec, server: servers.Server, args: argparse.Namespa
 
 def run_one(spec: Spec, args: argparse.Namespace, source: Path, label: str) -> dict[str, Any]:
     """Start a fresh server, run the generator against it, stop the server."""
-    max_users = args.max_users or spec.clients + args.concurrency + 16
+    idle_users = args.idle_users if spec.workload == "storm" else 0
+    # chat/textbook capacity: the clients (storm: the sessions at once, plus
+    # the idle users) and a margin; ngircd's MaxConnections is 0 (no limit).
+    max_users = args.max_users or spec.clients + idle_users + args.concurrency + 16
     record: dict[str, Any] = {"server": spec.server, "repeat": spec.repeat, "source": label}
     with tempfile.TemporaryDirectory(prefix="bench-") as directory:
         try:
@@ -217,7 +241,7 @@ def run_one(spec: Spec, args: argparse.Namespace, source: Path, label: str) -> d
         try:
             record["load_before"] = loadavg()
             command = generator_command(spec, server, args)
-            deadline = 60.0 + spec.clients / 100 + args.warmup + args.duration + 20.0
+            deadline = 60.0 + (spec.clients + idle_users) / 100 + args.warmup + args.duration + 20.0
             try:
                 completed = subprocess.run(
                     command,
@@ -331,19 +355,30 @@ def kind_of(workload: str) -> str:
 
 def table(results: list[dict[str, Any]], server_order: list[str]) -> str:
     """Medians per (workload, clients, rate, server), and chat's ratios."""
-    groups: dict[tuple[str, int, float], dict[str, list[dict[str, Any]]]] = {}
+    groups: dict[tuple[str, int, float, str, int], dict[str, list[dict[str, Any]]]] = {}
     for result in results:
         if "error" in result:
             continue
-        key = (result["workload"], result["clients"], result.get("rate") or 0.0)
+        rate = result.get("rate") or 0.0
+        key = (
+            result["workload"],
+            result["clients"],
+            rate,
+            result.get("pace", "tick") if rate else "tick",
+            result.get("idle_users") or 0,
+        )
         groups.setdefault(key, {}).setdefault(result["server"], []).append(result)
     out: list[str] = []
-    for (workload, clients, rate), by_server in groups.items():
+    for (workload, clients, rate, pace, idle_users), by_server in groups.items():
         kind = kind_of(workload)
         columns = COLUMNS[kind]
         title = f"{workload}, {'concurrency' if workload == 'storm' else 'clients'} {clients}"
         if rate:
             title += f", offered {rate:,.0f} deliveries/s"
+            if pace == "own":
+                title += " (each client at its own pace)"
+        if idle_users:
+            title += f", {idle_users:,} idle users"
         out.append(f"\n{title}: medians; spread of {RATIO_KEYS[kind][0][0]} over the runs")
         headline = RATIO_KEYS[kind][0][1]
         header = (

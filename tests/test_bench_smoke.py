@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,9 +25,14 @@ SMOKE_TIMEOUT = 50
 
 def run_smoke(*extra: str) -> dict[str, dict[str, object]]:
     """Run the smoke benchmark; its JSON results by workload."""
+    return run_bench("--smoke", *extra)
+
+
+def run_bench(*arguments: str) -> dict[str, dict[str, Any]]:
+    """Run C{python -m bench} with C{arguments}; its JSON results by workload."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", *extra],
+        [sys.executable, "-m", "bench", *arguments],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -62,6 +68,36 @@ def test_smoke(loop: str) -> None:
     idle = by_workload["idle"]
     assert idle["still_open"] == idle["clients"], idle
     assert by_workload["storm"]["sessions"] > 0, by_workload["storm"]
+
+
+QUICK = ("--servers", "chat", "--duration", "1", "--warmup", "0.3", "--repeat", "1")
+"""One short run against chat, like C{--smoke} but for a single workload."""
+
+
+def test_storm_with_idle_users() -> None:
+    """C{--idle-users}: the idle users stay connected while storm sessions complete."""
+    storm = run_bench(*QUICK, "--workloads", "storm", "--concurrency", "4", "--idle-users", "20")[
+        "storm"
+    ]
+    assert "error" not in storm, storm
+    assert storm["server_tracebacks"] == 0, storm
+    assert storm["idle_users"] == 20, storm
+    assert storm["idle_still_open"] == 20, storm
+    assert storm["sessions"] > 0, storm
+    assert storm["lost_connections"] == 0, storm
+
+
+def test_own_pace() -> None:
+    """C{--pace own}: every client on its own timer; deliveries all arrive, latency measured."""
+    direct = run_bench(
+        *QUICK, "--workloads", "direct", "--clients", "4", "--rate", "200", "--pace", "own"
+    )["direct"]
+    assert "error" not in direct, direct
+    assert direct["server_tracebacks"] == 0, direct
+    assert direct["pace"] == "own", direct
+    assert direct["deliveries"] > 0, direct
+    assert direct["deliveries_total"] == direct["expected_total"], direct
+    assert direct["lat_samples"] > 0, direct
 
 
 @pytest.mark.parametrize("path", [[], ["--line-by-line"]])
