@@ -7,9 +7,13 @@ Through twistd's own text observer a line costs about 15 microseconds:
 C{string.Formatter} in pure Python, C{strftime} for every event, a flush
 (a write system call) for every event; relaying the message itself costs
 less. L{TextLogObserver} writes the same lines, but formats with
-C{str.format_map}, formats the time once a second, and writes once per
-reactor turn (at once for warnings, errors, and when the reactor is not
-running). It keeps the lines of a turn itself rather than trusting the
+C{str.format_map}, formats the time once a second, and writes what was
+logged in the last L{FLUSH_DELAY} seconds in one piece (at once for
+warnings, errors, and when the reactor is not running). Writing once per
+reactor turn was one system call per message when each read carries one
+message, as it does for people typing; a twentieth of a second is no delay
+to a person reading the log, and the lines still bear the time of their
+event. It keeps the lines until then itself rather than trusting the
 file's buffer: with C{PYTHONUNBUFFERED} set (as in many containers and
 service managers) every C{write} to standard output is a system call.
 Events it cannot format this way (legacy C{log.msg} events with a system,
@@ -40,13 +44,16 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
+FLUSH_DELAY: Final = 0.05
+"""Seconds an info line may wait to be written with the lines after it."""
+
 
 @implementer(ILogObserver)  # else twistd wraps it as a legacy observer, per event
 class TextLogObserver:
     """
     A log observer that writes twistd's classic text lines to C{outFile}.
 
-    @param callLater: schedules the flush after the current reactor turn
+    @param callLater: schedules the flush L{FLUSH_DELAY} seconds later
         (C{reactor.callLater}); the observer flushes at once while
         C{isRunning()} is false.
     @param now: the time of the lines written by L{writeLine}.
@@ -71,7 +78,6 @@ class TextLogObserver:
         self._pending: list[str] = []
         self._second: int | None = None
         self._stamp = ""
-        self._turnStamp: str | None = None  # the time of this turn's relay lines
 
     def __call__(self, event: LogEvent) -> None:
         text = self._fast(event)
@@ -91,33 +97,26 @@ class TextLogObserver:
         C{head + item + tail}; C{tag} is C{[namespace#info]}. The lines are
         made by one C{str.join}.
 
-        For lines logged in a reactor turn, which bear the time of the
-        turn's first such line, or of the first after another event's line
-        (never older than a line before them). A line waits for the end of
-        the turn even if the reactor has stopped meanwhile, until the next
-        event or the observer's last one (twistd's C{Main loop terminated})
-        writes it.
+        A line waits for the flush even if the reactor has stopped
+        meanwhile, until the next event or the observer's last one
+        (twistd's C{Main loop terminated}) writes it.
         """
         pending = self._pending
         if not pending:
-            self._callLater(0, self._flush)
-        stamp = self._turnStamp
-        if stamp is None:
-            second = int(self._now())
-            if second != self._second:
-                self._second, self._stamp = second, formatTime(second, timeFormatRFC3339)
-            stamp = self._turnStamp = self._stamp
-        start = f"{stamp} {tag} {head}"
+            self._callLater(FLUSH_DELAY, self._flush)
+        second = int(self._now())
+        if second != self._second:
+            self._second, self._stamp = second, formatTime(second, timeFormatRFC3339)
+        start = f"{self._stamp} {tag} {head}"
         pending.append(start + f"{tail}\n{start}".join(items) + f"{tail}\n")
 
     def _add(self, line: str, urgent: bool) -> None:
-        self._turnStamp = None  # the relay lines after this one: not older than it
         pending = self._pending
         pending.append(line)
         if urgent or not self._isRunning():
             self._flush()
         elif len(pending) == 1:
-            self._callLater(0, self._flush)
+            self._callLater(FLUSH_DELAY, self._flush)
 
     def _fast(self, event: LogEvent) -> str | None:
         """The line, or C{None} when Twisted's own formatting must do it."""
@@ -147,7 +146,6 @@ class TextLogObserver:
         first: a write that fails (a full non-blocking pipe, a reader gone)
         loses them rather than keeping every later line too.
         """
-        self._turnStamp = None
         if self._pending:
             text = "".join(self._pending)
             self._pending.clear()

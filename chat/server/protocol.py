@@ -79,6 +79,8 @@ class ChatProtocol(LineReceiver):
     session: Session | None = None
     """The chat of an admitted connection, until it is lost."""
     _abortCall: Timer | None = None
+    _tcp: tcp.Connection | None = None
+    """The transport, when it is plain TCP (see L{write})."""
 
     def __init__(self, server: Server, host: str, peer: str) -> None:
         self.server = server
@@ -105,6 +107,9 @@ class ChatProtocol(LineReceiver):
         setTcpNoDelay = getattr(self.transport, "setTcpNoDelay", None)
         if setTcpNoDelay is not None:
             setTcpNoDelay(True)
+        transport = self.transport
+        if isinstance(transport, tcp.Connection) and not transport.TLS:
+            self._tcp = transport
         self.link.registerProducer(self, True)
         self.session = Session(server, self, SESSION_LOG, self.host, self.peer)
         server.connections.add(self.session)
@@ -157,23 +162,29 @@ class ChatProtocol(LineReceiver):
         reads slowly), or that is not plain TCP (TLS, a WebSocket), gets the
         bytes through C{transport.write}, so order and flow control are
         Twisted's.
+
+        C{send} is called on the transport's own socket (C{getHandle()}):
+        C{writeSomeData} would add only a slice and a retry wrapper that
+        Python's C{send} no longer needs (PEP 475), on the path of every
+        line the server sends.
         """
-        transport = self.transport
+        connection = self._tcp
         if (
-            isinstance(transport, tcp.Connection)
-            and not transport.TLS
-            and transport.connected
-            and not transport.disconnecting
-            and not transport.dataBuffer
+            connection is not None
+            and connection.connected
+            and not connection.disconnecting
+            and not connection.dataBuffer
             # Private: bytes written in this turn, not yet in dataBuffer. No
             # public attribute tells; setup.cfg bounds Twisted's version for it.
-            and not transport._tempDataBuffer
+            and not connection._tempDataBuffer
         ):
-            sent = transport.writeSomeData(data)
+            try:
+                sent = connection.socket.send(data)
+            except OSError:  # full (EAGAIN), or lost: the transport deals with both
+                sent = 0
             if sent == len(data):
                 return
-            if isinstance(sent, int):  # else the connection is lost: write notices
-                data = data[sent:]
+            data = data[sent:]
         self.link.write(data)
 
     def close(self) -> None:
