@@ -34,7 +34,12 @@ from typing import Any
 from bench import servers
 from bench.procstat import busy_cpu_seconds, loadavg
 
-SERVERS = ("chat", "textbook", "ngircd")
+SERVERS = ("chat", "textbook", "ngircd", "uvrelay", "crelay")
+DEFAULT_SERVERS = ("chat", "textbook", "ngircd")
+"""
+What runs without C{--servers}: the minimal relays are asked for by name
+(they need uvloop and gcc). C{--report} shows every server by default.
+"""
 WORKLOADS = ("direct", "fanout", "idle", "storm")
 GENERATOR_SLACK = 30.0
 """Seconds past its own deadline before a silent generator is killed."""
@@ -58,9 +63,14 @@ def csv(value: str) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark the chat server against a textbook Twisted server and ngircd.",
+        description="Benchmark the chat server against a textbook Twisted server, ngircd"
+        " and two minimal relays (uvloop, C).",
     )
-    parser.add_argument("--servers", type=csv, default=list(SERVERS), help="chat,textbook,ngircd")
+    parser.add_argument(
+        "--servers",
+        type=csv,
+        help=f"{','.join(SERVERS)} (default {','.join(DEFAULT_SERVERS)}; --report: all)",
+    )
     parser.add_argument(
         "--workloads", type=csv, default=["direct", "fanout"], help=",".join(WORKLOADS)
     )
@@ -91,7 +101,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--concurrency", type=int, default=8, help="idle: connects at once; storm: sessions at once"
     )
     parser.add_argument(
-        "--max-users", type=int, default=0, help="chat/textbook capacity (0: clients + margin)"
+        "--max-users",
+        type=int,
+        default=0,
+        help="capacity of chat, textbook and the relays (0: clients + margin)",
     )
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
     parser.add_argument(
@@ -140,6 +153,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--smoke", action="store_true", help="a few clients, ~1 s, chat only: a quick check"
     )
     args = parser.parse_args(argv)
+    if args.servers is None:
+        args.servers = list(SERVERS if args.report else DEFAULT_SERVERS)
     if args.smoke:
         args.servers = ["chat"]
         args.workloads = list(WORKLOADS)
@@ -226,7 +241,7 @@ def generator_command(spec: Spec, server: servers.Server, args: argparse.Namespa
 def run_one(spec: Spec, args: argparse.Namespace, source: Path, label: str) -> dict[str, Any]:
     """Start a fresh server, run the generator against it, stop the server."""
     idle_users = args.idle_users if spec.workload == "storm" else 0
-    # chat/textbook capacity: the clients (storm: the sessions at once, plus
+    # Capacity of chat, textbook and the relays: the clients (storm: the sessions at once, plus
     # the idle users) and a margin; ngircd's MaxConnections is 0 (no limit).
     max_users = args.max_users or spec.clients + idle_users + args.concurrency + 16
     record: dict[str, Any] = {"server": spec.server, "repeat": spec.repeat, "source": label}
@@ -407,8 +422,8 @@ def table(results: list[dict[str, Any]], server_order: list[str]) -> str:
             for label, key in RATIO_KEYS[kind]:
                 chat = median(r.get(key) for r in by_server["chat"])
                 parts = []
-                for other in ("ngircd", "textbook"):
-                    if other in by_server:
+                for other in server_order:
+                    if other != "chat" and other in by_server:
                         theirs = median(r.get(key) for r in by_server[other])
                         parts.append(f"chat/{other} {ratio(chat, theirs)}")
                 if parts:

@@ -1,6 +1,7 @@
 """
 Starting and stopping the servers under test: C{twistd chat}, the textbook
-server and ngircd, each as a child process pinned to its own core.
+server, ngircd and the two minimal relays (uvloop and C, the latter compiled
+here on first use), each as a child process pinned to its own core.
 
 Every server listens on 127.0.0.1 only. The only processes ever signalled are
 the ones started here, by their PID.
@@ -8,6 +9,7 @@ the ones started here, by their PID.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import resource
@@ -135,12 +137,55 @@ def ngircd_config(directory: Path, port: int) -> Path:
     return path
 
 
+CRELAY_SOURCE = REPO_ROOT / "bench" / "crelay.c"
+CFLAGS = ("-O2", "-Wall", "-Wextra")
+
+
+def cache_directory() -> Path:
+    """Where built helpers are kept between runs: outside the source tree."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "chat-bench"
+
+
+def crelay_executable(source: Path = CRELAY_SOURCE) -> Path:
+    """
+    The C relay, compiled from C{source} with C{gcc} on first use.
+
+    The binary is cached under L{cache_directory}, named by a hash of the
+    source and the flags: an edited C{crelay.c} is rebuilt, an unchanged one
+    is compiled once and not before every run. It is built under a temporary
+    name and renamed, so two benchmarks starting at once never run a
+    half-written file.
+    """
+    text = source.read_bytes()
+    digest = hashlib.sha256(text + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    binary = cache_directory() / f"crelay-{digest}"
+    if binary.is_file():
+        return binary
+    compiler = shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("gcc is needed to build bench/crelay.c: apt-get install -y gcc")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f"{binary.name}.{os.getpid()}.tmp")
+    built = subprocess.run(
+        [compiler, *CFLAGS, "-o", str(partial), str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"building {source} failed:\n{built.stderr}")
+    os.replace(partial, binary)
+    return binary
+
+
 @dataclass
 class Server:
     """
     One running server.
 
-    @ivar kind: C{chat}, C{textbook} or C{ngircd}.
+    @ivar kind: C{chat}, C{textbook}, C{ngircd}, C{uvrelay} or C{crelay}.
     @ivar proto: what the load generator must speak: C{chat} or C{irc}.
     """
 
@@ -263,6 +308,12 @@ def start(
     elif kind == "textbook":
         command = [sys.executable, str(REPO_ROOT / "bench" / "textbook.py"), "0", str(max_users)]
         pattern, proto = rb"textbook listening on 127\.0\.0\.1:(\d+)", "chat"
+    elif kind == "uvrelay":
+        command = [sys.executable, str(REPO_ROOT / "bench" / "uvrelay.py"), "0", str(max_users)]
+        pattern, proto = rb"uvrelay listening on 127\.0\.0\.1:(\d+)", "chat"
+    elif kind == "crelay":
+        command = [str(crelay_executable()), "0", str(max_users)]
+        pattern, proto = rb"crelay listening on 127\.0\.0\.1:(\d+)", "chat"
     elif kind == "ngircd":
         executable = shutil.which("ngircd") or "/usr/sbin/ngircd"
         if not os.access(executable, os.X_OK):

@@ -1,5 +1,6 @@
 """
-The benchmark still runs: C{python -m bench --smoke} against the real server.
+The benchmark still runs: C{python -m bench --smoke} against the real server,
+and short runs against the minimal relays.
 
 The benchmark is code too, and nothing else exercises it between the rare
 occasions someone measures. The smoke run is a few clients for about a
@@ -9,8 +10,10 @@ work done, never on speed: a loaded CI machine must not fail it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +101,46 @@ def test_own_pace() -> None:
     assert direct["deliveries"] > 0, direct
     assert direct["deliveries_total"] == direct["expected_total"], direct
     assert direct["lat_samples"] > 0, direct
+
+
+RELAYS = [
+    pytest.param(
+        "uvrelay",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("uvloop") is None, reason="uvrelay needs uvloop"
+        ),
+    ),
+    pytest.param(
+        "crelay",
+        marks=pytest.mark.skipif(shutil.which("gcc") is None, reason="crelay is built with gcc"),
+    ),
+]
+
+
+@pytest.mark.parametrize("server", RELAYS)
+def test_minimal_relay(server: str) -> None:
+    """
+    The minimal relays speak what the generator expects: every promised
+    delivery arrives (MESG, BCST), and storm sessions end with the server
+    closing after QUIT. A reference that dropped lines would flatter itself.
+    """
+    by_workload = run_bench(
+        *("--servers", server, "--duration", "0.5", "--warmup", "0.2", "--repeat", "1"),
+        *("--workloads", "direct,fanout,storm", "--clients", "4", "--concurrency", "4"),
+    )
+    assert set(by_workload) == {"direct", "fanout", "storm"}, by_workload
+    for result in by_workload.values():
+        assert "error" not in result, result
+        assert result["server"] == server, result
+        assert result["server_exit"] == 0, result
+        assert result["errors"] == {}, result
+        assert result["lost_connections"] == 0, result
+    for workload in ("direct", "fanout"):
+        result = by_workload[workload]
+        assert result["deliveries"] > 0, result
+        assert result["deliveries_total"] == result["expected_total"], result
+    storm = by_workload["storm"]
+    assert storm["sessions"] > 0 and storm["failed_sessions"] == 0, storm
 
 
 @pytest.mark.parametrize("path", [[], ["--line-by-line"]])
