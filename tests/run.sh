@@ -17,6 +17,8 @@ command -v redis-server >/dev/null || need redis-server
 command -v socat >/dev/null || need socat
 command -v tmux >/dev/null || need tmux
 command -v openssl >/dev/null || need openssl
+# The benchmark's smoke test builds its minimal C relay (bench/crelay.c).
+command -v gcc >/dev/null || need gcc
 # The script tests need `nc -N` (half-close at the end of the input), which only
 # Debian's OpenBSD netcat has; netcat-traditional may own the name `nc`.
 command -v nc.openbsd >/dev/null || nc -h 2>&1 | grep -q -- -N || need netcat-openbsd
