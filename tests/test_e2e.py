@@ -324,6 +324,31 @@ def test_invalid_utf8_and_controls(server: ChatServer) -> None:
     assert bob.list_names() == ["alice", "bob"]
 
 
+def test_bidi_controls_and_invisible_characters_are_removed(server: ChatServer) -> None:
+    """
+    Text cannot be disguised on the reader's screen: bidi embeddings,
+    overrides, isolates and marks (which reorder what follows) and the
+    invisible characters that hide inside words are removed from MESG and
+    BCST alike; the joiners that emoji and some scripts need are kept.
+    """
+    alice, bob = Client(server.port), Client(server.port)
+    alice.join("alice")
+    bob.join("bob")
+    # "Trojan Source": RLO makes "gnp.exe" read as "exe.png".
+    alice.sendline("MESG bob open photo_\u202egnp.exe\u202c now")
+    alice.expect_line("OK MESG bob")
+    assert bob.read_line() == "MESG alice: open photo_gnp.exe now"
+    hidden = (
+        "".join(
+            chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)
+        )
+        + "\u200b\u2060\ufeff"
+    )
+    alice.sendline(f"BCST pa{hidden}y me\u200b now, family \U0001f468\u200d\U0001f469")
+    alice.expect_line("OK BCST 1")
+    assert bob.read_line() == "BCST alice: pay me now, family \U0001f468\u200d\U0001f469"
+
+
 def test_telnet_commands_are_removed(server: ChatServer) -> None:
     """
     IAC sequences inside commands are not chat text; DO and WILL are refused

@@ -19,7 +19,20 @@ _NAME = re.compile(rf"[A-Za-z0-9]{{1,{MAX_NAME_LENGTH}}}")
 # may act on (ESC starts an escape sequence, CR and LF start a fake line).
 # ... and the Unicode line and paragraph separators: some clients break lines there.
 _CONTROLS: Final = dict.fromkeys(
-    [c for c in range(0x20) if c != 0x09] + list(range(0x7F, 0xA0)) + [0x2028, 0x2029]
+    [c for c in range(0x20) if c != 0x09]
+    + list(range(0x7F, 0xA0))
+    + [0x2028, 0x2029]
+    # Bidi controls (embeddings, overrides, isolates, marks): they reorder
+    # what follows on the reader's screen, so "evil.exe" can show as
+    # "exe.live" and a message can seem to say what it does not (the
+    # "Trojan Source" trick).
+    + [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C]
+    # Invisible characters that hide inside words: zero width space,
+    # word joiner, and the byte order mark as zero width no-break space.
+    # The zero width joiner and non-joiner stay: emoji sequences and the
+    # spelling of Persian and Indic scripts need them, and they reorder
+    # nothing.
+    + [0x200B, 0x2060, 0xFEFF]
 )
 
 
@@ -31,8 +44,9 @@ def decode(line: bytes) -> str:
     """
     Turn a raw line into text that is safe to show on anyone's terminal.
 
-    Invalid UTF-8 is replaced with U+FFFD, control characters are removed,
-    and surrounding whitespace is stripped. Most lines are ASCII: they are
+    Invalid UTF-8 is replaced with U+FFFD, control characters, bidi
+    controls and invisible characters are removed, and surrounding
+    whitespace is stripped. Most lines are ASCII: they are
     cleaned as bytes, five times faster than as text.
     """
     if line.isascii():
