@@ -73,6 +73,16 @@ def endpoint_description(value: str) -> str:
     return f"tcp:{value}" if value.isdigit() else value
 
 
+def loopback_endpoint_description(value: str) -> str:
+    """
+    A bare port number means TCP on the loopback interface only; anything
+    else is kept. For the metrics: what they tell (users, connections,
+    limits hit) is for the host's own scraper, and exposing them further
+    should be a choice spelled out (C{tcp:9100:interface=0.0.0.0}).
+    """
+    return f"tcp:{value}:interface=127.0.0.1" if value.isdigit() else value
+
+
 DEFAULTS: Final = Limits()
 """The limits that no option changes (not C{Options.defaults}: usage.Options has its own)."""
 
@@ -165,7 +175,7 @@ class Options(usage.Options):
             "metrics",
             None,
             None,
-            "Serve Prometheus metrics at /metrics on this endpoint (e.g. tcp:9100).",
+            "Serve Prometheus metrics at /metrics on this endpoint (9100: on 127.0.0.1 only).",
         ],
         [
             "web",
@@ -345,7 +355,9 @@ def makeService(config: Options) -> IService:
     if config["metrics"]:
         from chat.server.metrics import metrics_service
 
-        metrics_service(endpoint_description(config["metrics"]), factory).setServiceParent(service)
+        metrics_service(loopback_endpoint_description(config["metrics"]), factory).setServiceParent(
+            service
+        )
     if config["web"]:
         from chat.web import web_service
 

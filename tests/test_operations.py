@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from conftest import StartServer
 
 from server import ChatServer, Client, self_signed_certificate
@@ -105,6 +106,19 @@ def test_metrics_endpoint_is_scraped(start_server: StartServer) -> None:
     ):
         assert sample in text.splitlines(), (sample, text)
     unregistered.close()
+
+
+def test_metrics_on_a_bare_port_listen_on_loopback_only(start_server: StartServer) -> None:
+    """
+    C{--metrics 9100} serves 127.0.0.1 and nothing else: 127.0.0.2 (another
+    address of the host, as a LAN address would be) is refused.
+    """
+    server = start_server("--metrics", "0")
+    (metrics_port,) = wait_for_ports(server, "Site")
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    assert "chat_users 0.0" in urllib.request.urlopen(url, timeout=10).read().decode()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", metrics_port), timeout=5).close()
 
 
 def test_json_log(start_server: StartServer) -> None:
