@@ -172,6 +172,13 @@ class Options(usage.Options):
             seconds,
         ],
         [
+            "handshake-timeout",
+            None,
+            DEFAULTS.handshake_timeout,
+            "Seconds a TLS client gets to finish its handshake, then it is aborted.",
+            seconds,
+        ],
+        [
             "metrics",
             None,
             None,
@@ -236,6 +243,7 @@ class Options(usage.Options):
             grace=self["grace"],
             max_held=self["max-held"],
             close_timeout=self["close-timeout"],
+            handshake_timeout=self["handshake-timeout"],
         )
 
 

@@ -62,6 +62,65 @@ def test_tls_session_with_openssl_s_client(start_server: StartServer, tmp_path: 
     ]  # fmt: skip
 
 
+def closed_within(sock: socket.socket, seconds: float) -> float:
+    """How long the server took to close C{sock} (EOF or reset), failing past C{seconds}."""
+    start = time.monotonic()
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        pytest.fail(f"still open after {seconds}s")
+    return time.monotonic() - start
+
+
+def test_tls_clients_that_never_finish_the_handshake_are_aborted(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """
+    Before its handshake a TLS client can be sent nothing, not even a BYE,
+    and a close would wait for the handshake: a silent client, one that
+    sends half a ClientHello, and one refused over C{--max-per-ip} are all
+    aborted at C{--handshake-timeout}, long before the join timeout and the
+    close timeout.
+    """
+    key, cert = self_signed_certificate(tmp_path)
+    server = start_server(
+        "--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+        "--handshake-timeout", "1", "--join-timeout", "60", "--close-timeout", "30",
+        "--max-per-ip", "2",
+    )  # fmt: skip
+    (tls_port,) = wait_for_ports(server, "ChatFactory (TLS)")
+    silent = socket.create_connection(("127.0.0.1", tls_port), timeout=5)
+    half = socket.create_connection(("127.0.0.1", tls_port), timeout=5)
+    half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's start
+    refused = socket.create_connection(("127.0.0.1", tls_port), timeout=5)  # the third from here
+    server.wait_for_log("refused connection from 127.0.0.1:")
+    for sock in (silent, half, refused):
+        closed_within(sock, 10)
+        sock.close()
+    deadline = time.monotonic() + 5
+    while server.log_text().count("no TLS handshake within 1.0s") < 3:
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.02)
+    # A client that completes the handshake is not affected.
+    session = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{tls_port}", "-quiet"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert session.stdin is not None and session.stdout is not None
+    session.stdin.write(b"JOIN late\r\n")
+    session.stdin.flush()
+    server.wait_for_log("late joined")
+    time.sleep(1.5)  # past the handshake deadline
+    session.stdin.write(b"QUIT\r\n")
+    session.stdin.flush()
+    out, _ = session.communicate(timeout=10)
+    assert b"OK QUIT Bye" in out
+
+
 def test_ipv6(start_server: StartServer) -> None:
     server = start_server("--port", r"tcp6:0:interface=\:\:1")
     six = next(p for p in wait_for_ports(server, "ChatFactory", 2) if p != server.port)

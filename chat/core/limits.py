@@ -33,6 +33,9 @@ class Limits:
     @ivar close_timeout: seconds a client gets to read its last lines (a
         BYE, the answers to its input) once the server closes the
         connection, before it is aborted.
+    @ivar handshake_timeout: seconds a TLS client gets to finish its
+        handshake, before its connection is aborted: until then nothing,
+        not even a BYE, can reach it.
     """
 
     max_line: int = 4096
@@ -47,6 +50,7 @@ class Limits:
     grace: float = 0.0
     max_held: int = 100
     close_timeout: float = 10.0
+    handshake_timeout: float = 10.0
 
 
 _ROUNDING = 1e-9

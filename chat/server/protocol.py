@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Final, Protocol, cast
 
 from twisted.internet import tcp
-from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
+from twisted.internet.interfaces import IHalfCloseableProtocol, IHandshakeListener, IPushProducer
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -53,7 +54,7 @@ class Transport(Protocol):
     def unregisterProducer(self) -> None: ...
 
 
-@implementer(IHalfCloseableProtocol, IPushProducer)
+@implementer(IHalfCloseableProtocol, IPushProducer, IHandshakeListener)
 class ChatProtocol(LineReceiver):
     """
     One connection: a L{Session} on a transport. It is the L{Link} of its
@@ -70,7 +71,10 @@ class ChatProtocol(LineReceiver):
     session counts what is queued in between and drops a client that stopped
     reading. As an L{IHalfCloseableProtocol} it hears of a client that
     closed its sending side (C{readConnectionLost}) and lets the session
-    answer what it sent.
+    answer what it sent. As an L{IHandshakeListener} it hears when a TLS
+    client has finished its handshake, which it must do within
+    C{handshake_timeout}: before that nothing reaches the client, not even
+    the BYE of a refusal or a timeout, and a close waits for it.
     """
 
     log = Logger()
@@ -79,6 +83,7 @@ class ChatProtocol(LineReceiver):
     session: Session | None = None
     """The chat of an admitted connection, until it is lost."""
     _abortCall: Timer | None = None
+    _handshakeCall: Timer | None = None
     _tcp: tcp.Connection | None = None
     """The transport, when it is plain TCP (see L{write})."""
 
@@ -94,6 +99,9 @@ class ChatProtocol(LineReceiver):
 
     def connectionMade(self) -> None:
         server = self.server
+        if isinstance(self.transport, TLSMemoryBIOProtocol):
+            timeout = server.limits.handshake_timeout
+            self._handshakeCall = server.clock.callLater(timeout, self._handshakeLate, timeout)
         refusal = server.peers.admit(self.host, server.limits)
         if refusal is not None:
             server.stats.limits["max_connections"] += 1
@@ -126,9 +134,15 @@ class ChatProtocol(LineReceiver):
     def writeConnectionLost(self) -> None:
         """Never called: the server does not half-close its own side."""
 
+    def handshakeCompleted(self) -> None:
+        if self._handshakeCall is not None:
+            self._handshakeCall.cancel()
+            self._handshakeCall = None
+
     def connectionLost(self, reason: Failure | None = None) -> None:
-        if self._abortCall is not None and self._abortCall.active():
-            self._abortCall.cancel()
+        for call in (self._abortCall, self._handshakeCall):
+            if call is not None and call.active():
+                call.cancel()
         session, self.session = self.session, None
         if session is None:  # refused, or lost already
             return
@@ -202,6 +216,16 @@ class ChatProtocol(LineReceiver):
 
     def abort(self) -> None:
         self.link.abortConnection()
+
+    def _handshakeLate(self, timeout: float) -> None:
+        self._handshakeCall = None
+        self.server.stats.limits["handshake_timeout"] += 1
+        self.log.info(
+            "aborting the connection of {who}: no TLS handshake within {timeout}s",
+            who=self.peer,
+            timeout=timeout,
+        )
+        self.abort()
 
     def _abortClose(self, timeout: float) -> None:
         self._abortCall = None
