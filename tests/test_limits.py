@@ -61,6 +61,8 @@ def test_peer_count() -> None:
     assert "limit per address" in str(peers.admit("a", limits))
     assert peers.admit("b", limits) is None
     assert "its limit" in str(peers.admit("c", limits))
+    assert "its limit" in str(peers.admit("c", limits, lambda: False))
+    assert "limit per address" in str(peers.admit("a", limits, lambda: True))
     peers.release("a")
     assert peers.admit("c", limits) is None
     assert peers.total == 3
@@ -86,12 +88,45 @@ def test_connections_per_address_are_capped(clock: Clock, logs: Sequence[LogEven
 
 def test_total_connections_are_capped(clock: Clock) -> None:
     connect = server(clock, max_connections=2)
-    connect(host="10.0.0.1")
-    connect(host="10.0.0.2")
+    connect("alice", host="10.0.0.1")
+    connect("bob", host="10.0.0.2")
     refused = connect(host="10.0.0.3")
     assert refused.lines()[0].startswith("BYE Too Many Connections: the server has 2")
     assert refused.closed
     assert connect.factory.peers.total == 2  # type: ignore[attr-defined]
+
+
+def test_at_the_cap_a_new_connection_replaces_the_oldest_that_has_not_joined(
+    clock: Clock, logs: Sequence[LogEvent]
+) -> None:
+    """
+    A flood of idle connections cannot keep people out: at
+    C{--max-connections} a new one takes the place of the oldest connection
+    that has not joined; registered users are never pushed out.
+    """
+    connect = server(clock, max_connections=3)
+    alice = connect("alice")
+    idle, later = connect(host="10.0.0.2"), connect(host="10.0.0.3")
+    newcomer = connect(host="10.0.0.4")
+    assert idle.lines()[len(GREETING) :] == [
+        (
+            "BYE Too Many Connections: the server is full, and a newer connection took "
+            "the place of this one, which had not joined"
+        )
+    ]
+    assert idle.closed and idle.transport.disconnected  # aborted: its place is free at once
+    assert not later.closed and not alice.closed
+    assert newcomer.lines() == GREETING
+    assert newcomer.send("JOIN bob")[0].startswith("OK JOIN bob")
+    factory = connect.factory  # type: ignore[attr-defined]
+    assert factory.peers.total == 3 and len(factory.connections) == 3
+    assert logged(logs, "closing the connection of 10.0.0.2:", "to make room for 10.0.0.4:")
+    assert factory.stats.limits["max_connections_replaced"] == 1
+    # Now only `later` has not joined: it makes room, and then nobody can.
+    assert connect(host="10.0.0.5").lines() == GREETING
+    assert later.closed
+    alice.send("QUIT")  # a seat freed by a registered user is a seat
+    assert connect(host="10.0.0.6").lines() == GREETING
 
 
 # Timeouts

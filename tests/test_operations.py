@@ -6,6 +6,7 @@ and every limit hit for real.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -213,9 +214,42 @@ def test_connections_per_address(start_server: StartServer) -> None:
 def test_total_connections(start_server: StartServer) -> None:
     server = start_server("--max-connections", "3")
     keep = [Client(server.port) for _ in range(3)]
+    for number, client in enumerate(keep):
+        client.join(f"user{number}")
     refused = Client(server.port, greeting=False)
     assert refused.read_line().startswith("BYE Too Many Connections: the server has 3")
-    assert keep[0].expect_reply("JOIN still", "OK JOIN still")
+    assert keep[0].list_names() == ["user0", "user1", "user2"]
+
+
+def test_a_flood_of_idle_connections_cannot_keep_people_out(start_server: StartServer) -> None:
+    """
+    Idle sockets from many addresses fill every connection slot and are
+    reopened as they close; a person who connects still gets in, in the
+    place of the oldest idle socket, which is told why and closed at once
+    (it never reads, so a graceful close would keep its place).
+    """
+    server = start_server("--max-connections", "20", "--join-timeout", "60")
+    member = Client(server.port)
+    member.join("member")
+    flood = []
+    for number in range(40):  # twice the slots: half of them pushed out already
+        source = (f"127.0.0.{2 + number % 10}", 0)
+        sock = socket.create_connection(("127.0.0.1", server.port), 5, source)
+        flood.append(sock)
+    person = Client(server.port)  # the 22nd of 20
+    assert person.join("person") == "OK JOIN person 2/10"
+    oldest = flood[0]
+    oldest.settimeout(5)
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := oldest.recv(65536):
+            received += chunk
+    assert b"BYE Too Many Connections: the server is full" in received
+    assert member.expect_reply("MESG person still here", "OK MESG person")
+    assert person.read_line() == "MESG member: still here"
+    server.wait_for_log("to make room for 127.0.0.1:")
+    for sock in flood:
+        sock.close()
 
 
 def test_join_timeout(start_server: StartServer) -> None:

@@ -455,7 +455,7 @@ def test_resumed_browser_is_counted_afresh(
 
 def test_connection_caps_refuse_browsers_too() -> None:
     factory = ChatFactory(limits=Limits(max_connections=1, join_timeout=0), clock=Clock())
-    LineClient(factory, 5000)
+    LineClient(factory, 5000).send("JOIN telnet")  # registered: never pushed out
     refused = WebSocketClient(web_factory(factory), 7000)
     assert refused.messages() == [
         "BYE Too Many Connections: the server has 1 connections, its limit"

@@ -8,6 +8,7 @@ passes the time).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -109,16 +110,26 @@ class PeerCount:
         self.total = 0
         self._by_peer: Counter[str] = Counter()
 
-    def admit(self, host: str, limits: Limits) -> str | None:
+    def admit(
+        self, host: str, limits: Limits, makeRoom: Callable[[], bool] | None = None
+    ) -> str | None:
         """
         Count a new connection from C{host} unless it would pass a limit.
 
+        @param makeRoom: called when only the total is at its limit: closes
+            a connection that matters less (one that has not joined) and
+            says whether it did, so that a flood of idle connections cannot
+            lock everyone out. Its connection must be released first.
         @return: C{None} if admitted (and counted), else why not.
         """
-        if limits.max_connections and self.total >= limits.max_connections:
-            return f"the server has {self.total} connections, its limit"
         if limits.max_per_peer and self._by_peer[host] >= limits.max_per_peer:
             return f"{host} has {limits.max_per_peer} connections open, the limit per address"
+        if (
+            limits.max_connections
+            and self.total >= limits.max_connections
+            and (makeRoom is None or not makeRoom())
+        ):
+            return f"the server has {self.total} connections, its limit"
         self.total += 1
         self._by_peer[host] += 1
         return None

@@ -41,7 +41,9 @@ class ChatFactory(ServerFactory):
     Shared by every connection: the room (registry and capacity), the limits
     and the counters.
 
-    @ivar connections: every open connection, registered or not.
+    @ivar connections: every open connection, registered or not, oldest
+        first (the oldest that has not joined makes room for a new one when
+        the server is at C{--max-connections}).
     @ivar peers: the count of connections, in all and per address.
     @ivar outbox: the connections with output gathered in this reactor turn.
     @ivar relay_log: where every MESG and BCST gets its status line, or
@@ -73,7 +75,7 @@ class ChatFactory(ServerFactory):
         self.started = clock.seconds()
         self.stats = Stats()
         self.peers = PeerCount()
-        self.connections: set[Session] = set()
+        self.connections: dict[Session, None] = {}
         self._allClosed: Deferred[None] | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:

@@ -30,7 +30,8 @@ class Server(Shared, Protocol):
     def peers(self) -> PeerCount: ...
 
     @property
-    def connections(self) -> set[Session]: ...
+    def connections(self) -> dict[Session, None]:
+        """Every open connection's session, oldest first."""
 
     def connectionClosed(self) -> None:
         """A connection that was admitted is gone."""
@@ -102,7 +103,7 @@ class ChatProtocol(LineReceiver):
         if isinstance(self.transport, TLSMemoryBIOProtocol):
             timeout = server.limits.handshake_timeout
             self._handshakeCall = server.clock.callLater(timeout, self._handshakeLate, timeout)
-        refusal = server.peers.admit(self.host, server.limits)
+        refusal = server.peers.admit(self.host, server.limits, self._makeRoom)
         if refusal is not None:
             server.stats.limits["max_connections"] += 1
             self.log.info("refused connection from {peer}: {why}", peer=self.peer, why=refusal)
@@ -120,7 +121,7 @@ class ChatProtocol(LineReceiver):
             self._tcp = transport
         self.link.registerProducer(self, True)
         self.session = Session(server, self, SESSION_LOG, self.host, self.peer)
-        server.connections.add(self.session)
+        server.connections[self.session] = None
 
     def dataReceived(self, data: bytes) -> None:
         session = self.session
@@ -143,13 +144,49 @@ class ChatProtocol(LineReceiver):
         for call in (self._abortCall, self._handshakeCall):
             if call is not None and call.active():
                 call.cancel()
+        self._forget()
+
+    def _forget(self) -> None:
+        """The connection is gone, or as good as gone: free its place at once."""
         session, self.session = self.session, None
-        if session is None:  # refused, or lost already
+        if session is None:  # refused, or forgotten already
             return
         self.server.peers.release(self.host)
-        self.server.connections.discard(session)
+        del self.server.connections[session]
         session.connectionLost()
         self.server.connectionClosed()
+
+    def _makeRoom(self) -> bool:
+        """
+        The server is at C{--max-connections}: the oldest connection that
+        has not joined (or is closing) makes room for this one, so that a
+        flood of idle connections cannot keep everyone out; registered
+        users are never pushed out.
+
+        @return: whether a connection made room.
+        """
+        for session in self.server.connections:
+            if session.name is None and isinstance(session.link, ChatProtocol):
+                break
+        else:
+            return False
+        victim = session.link
+        self.server.stats.limits["max_connections_replaced"] += 1
+        self.log.info(
+            "closing the connection of {victim}, which has not joined, to make room for "
+            "{peer}: the server has {count} connections, its limit",
+            victim=victim.peer,
+            peer=self.peer,
+            count=self.server.peers.total,
+        )
+        session.bye(
+            grammar.TOO_MANY_CONNECTIONS,
+            "the server is full, and a newer connection took the place of this one, "
+            "which had not joined",
+        )
+        victim.abort()  # a closing connection must not hold the place it gave up
+        victim._forget()
+        return True
 
     # Flow control: the transport tells when its buffer is full, and empty.
 
