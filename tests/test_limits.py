@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.logger import LogEvent
+from twisted.logger import LogEvent, formatEvent
 
 from chat.core.limits import Limits, PeerCount, TokenBucket
 from chat.server.factory import ChatFactory
@@ -127,6 +127,35 @@ def test_at_the_cap_a_new_connection_replaces_the_oldest_that_has_not_joined(
     assert later.closed
     alice.send("QUIT")  # a seat freed by a registered user is a seat
     assert connect(host="10.0.0.6").lines() == GREETING
+
+
+def test_input_past_its_rate_pauses_reading(clock: Clock, logs: Sequence[LogEvent]) -> None:
+    """
+    Input that is not a line (here telnet NOPs) escapes flood control, but
+    not the input meter: past C{rate * max_line} bytes a second (after a
+    burst of C{burst * max_line}), the connection is not read until the
+    client has earned what it sent.
+    """
+    connect = server(clock, rate=10, burst=2, max_line=100)  # 1000 B/s, burst 200 B
+    flooder, calm = connect("flooder"), connect("calm", host="10.0.0.2")
+    flooder.send(b"\xff\xf1" * 90)  # with its JOIN line, 194 bytes: within the burst
+    assert flooder.transport.producerState == "producing"
+    flooder.send(b"\xff\xf1" * 50)  # 100 more: 94 bytes, 0.094 s early
+    assert flooder.transport.producerState == "paused"
+    clock.advance(0.09)
+    assert flooder.transport.producerState == "paused"
+    assert calm.send("MESG flooder hi") == ["OK MESG flooder delivered"]
+    clock.advance(0.02)
+    assert flooder.transport.producerState == "producing"
+    assert flooder.lines() == ["MESG calm: hi"]
+    flooder.send(b"\xff\xf1" * 100)  # again past it: paused, but logged once
+    assert flooder.transport.producerState == "paused"
+    assert [formatEvent(event) for event in logs].count(
+        "slowing down flooder: more than 1000 bytes of input a second"
+    ) == 1
+    assert connect.factory.stats.limits["input_rate"] == 2  # type: ignore[attr-defined]
+    flooder.transport.loseConnection()  # the timer goes with the connection
+    assert not clock.getDelayedCalls()
 
 
 # Timeouts

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -288,6 +290,65 @@ def test_flooder_is_slowed_then_dropped_while_others_chat(start_server: StartSer
     reply = flooder.read_until(lambda line: line.startswith("BYE"))
     assert reply[-1].startswith("BYE Flooding: more than 65536 bytes")
     assert calm.list_names() == ["calm", "friend"]
+
+
+def server_cpu_seconds(server: ChatServer) -> float:
+    """User and system CPU time of the server process so far."""
+    fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+FLOODER = """
+import socket, sys, time
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+sock.sendall(b"JOIN flooder\\r\\n")
+sock.settimeout(0.2)
+chunk, sent, end = b"\\xff\\xf1" * 32768, 0, time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        sent += sock.send(chunk)
+    except TimeoutError:
+        pass
+print(sent)
+"""
+
+
+def test_a_flood_that_is_not_lines_costs_others_nothing(start_server: StartServer) -> None:
+    """
+    Telnet NOPs sent as fast as the socket takes them are no lines, so flood
+    control never sees them; the input meter stops reading the flooder past
+    its byte rate, so the server's CPU stays low and a calm pair's messages
+    keep their latency. The figures are printed; the bounds are generous.
+    """
+    server = start_server()  # the defaults: 10 lines/s of 4096 bytes, 40 KiB/s
+    calm, friend = Client(server.port), Client(server.port)
+    calm.join("calm")
+    friend.join("friend")
+    flooder = subprocess.Popen(
+        [sys.executable, "-c", FLOODER, str(server.port), "5"], stdout=subprocess.PIPE
+    )
+    server.wait_for_log("flooder joined")
+    cpu_before, started = server_cpu_seconds(server), time.monotonic()
+    times = []
+    while time.monotonic() - started < 4:
+        sent_at = time.monotonic()
+        calm.sendline("MESG friend ping")
+        calm.expect_line("OK MESG friend delivered")
+        assert friend.read_line() == "MESG calm: ping"
+        times.append(time.monotonic() - sent_at)
+        time.sleep(0.15)  # a person, within flood control's 10 lines a second
+    cpu, elapsed = server_cpu_seconds(server) - cpu_before, time.monotonic() - started
+    out, _ = flooder.communicate(timeout=10)
+    times.sort()
+    p50, p99 = times[len(times) // 2] * 1000, times[int(len(times) * 0.99)] * 1000
+    print(
+        f"flood of telnet NOPs: {int(out) / 5 / 1e6:.2f} MB/s taken by the kernel, "
+        f"server CPU {cpu / elapsed:.0%}, calm pair p50/p99 {p50:.1f}/{p99:.1f} ms "
+        f"over {len(times)} messages"
+    )
+    assert cpu / elapsed < 0.5
+    assert p99 < 200
+    server.wait_for_log("slowing down flooder: more than 40960 bytes of input a second")
 
 
 def test_fast_client_that_waits_for_replies_is_only_slowed(start_server: StartServer) -> None:

@@ -53,6 +53,21 @@ class Limits:
     close_timeout: float = 10.0
     handshake_timeout: float = 10.0
 
+    @property
+    def input_rate(self) -> float:
+        """
+        Bytes per second a client may send, whatever they are: as many as
+        its most lines at the flood-control rate (0: no bound when flood
+        control is off). Input that is not a line (telnet commands, stray
+        bytes) escapes flood control but not this.
+        """
+        return self.rate * self.max_line
+
+    @property
+    def input_burst(self) -> float:
+        """Bytes a client may send at once: as many as its burst of lines."""
+        return float(self.burst * self.max_line)
+
 
 _ROUNDING = 1e-9
 """What adding up float seconds may take off a whole token."""

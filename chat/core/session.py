@@ -120,6 +120,12 @@ class Link(Protocol):
     def abort(self) -> None:
         """Drop the connection now, with whatever is still queued."""
 
+    def pauseReading(self) -> None:
+        """Read nothing more from the client until L{resumeReading}."""
+
+    def resumeReading(self) -> None:
+        """Read from the client again."""
+
 
 def _inputSize(line: Line, max_line: int) -> int:
     """The input bytes a line stands for (an overlong one: at least the limit)."""
@@ -169,7 +175,10 @@ class Session:
         "_granted",
         "_hintTimer",
         "_hinted",
+        "_inputAt",
+        "_inputCredit",
         "_inputEnded",
+        "_inputSlowed",
         "_joinTimer",
         "_lastInput",
         "_lines",
@@ -177,6 +186,7 @@ class Session:
         "_outbox",
         "_processing",
         "_queuedWhileBlocked",
+        "_readCall",
         "_telnet",
         "_waiting",
         "blocked",
@@ -216,6 +226,9 @@ class Session:
         clock = shared.clock
         self._lastInput = self._connectedAt = now = clock.seconds()
         self._bucket = TokenBucket(limits.rate, limits.burst, now) if limits.rate else None
+        self._inputCredit, self._inputAt = limits.input_burst, now
+        self._inputSlowed = False
+        self._readCall: Timer | None = None
         # Made when first needed, as most clients never wait for flood control.
         self._backlog: list[Line] | None = None
         self._backlogBytes = 0
@@ -316,10 +329,10 @@ class Session:
 
     def _cancelTimers(self) -> None:
         """Nothing more is done for a connection that is closing."""
-        for call in (self._joinTimer, self._drainCall, self._hintTimer):
+        for call in (self._joinTimer, self._drainCall, self._hintTimer, self._readCall):
             if call is not None and call.active():
                 call.cancel()
-        self._joinTimer = self._drainCall = self._hintTimer = None
+        self._joinTimer = self._drainCall = self._hintTimer = self._readCall = None
 
     def _leave(self) -> str | None:
         """Leave the room now, so the name is free at once; return the name."""
@@ -431,6 +444,9 @@ class Session:
 
     def dataReceived(self, data: bytes) -> None:
         """One read from the client, in any segmentation."""
+        rate = self.limits.input_rate
+        if rate:
+            self._meterInput(len(data), rate)
         data, answers = self._telnet.feed(data)
         if answers:
             self.deliver(answers)
@@ -446,6 +462,37 @@ class Session:
                 self._hintTimer = self.shared.clock.callLater(HINT_AFTER, self._hintLineEnd)
             else:
                 self._hintTimer.reset(HINT_AFTER)
+
+    def _meterInput(self, size: int, rate: float) -> None:
+        """
+        Count C{size} bytes read against L{Limits.input_rate}; past it, read
+        nothing more until the client has earned them. The kernel then holds
+        what it sends, and a client that floods with input flood control
+        never sees (telnet commands, stray bytes) costs the server no more
+        than one sending lines at the limit.
+        """
+        clock = self.shared.clock
+        now = clock.seconds()
+        credit = (
+            min(self.limits.input_burst, self._inputCredit + (now - self._inputAt) * rate) - size
+        )
+        self._inputCredit, self._inputAt = credit, now
+        if credit >= 0 or self._readCall is not None or self._gone:
+            return
+        self.shared.stats.limits["input_rate"] += 1
+        if not self._inputSlowed:
+            self._inputSlowed = True
+            self.log.warn(
+                "slowing down {who}: more than {rate:g} bytes of input a second",
+                who=self.name or self.peer,
+                rate=rate,
+            )
+        self.link.pauseReading()
+        self._readCall = clock.callLater(-credit / rate, self._resumeReading)
+
+    def _resumeReading(self) -> None:
+        self._readCall = None
+        self.link.resumeReading()
 
     def inputEnded(self) -> None:
         """

@@ -54,6 +54,12 @@ class Transport(Protocol):
 
     def unregisterProducer(self) -> None: ...
 
+    def pauseProducing(self) -> None:
+        """Stop reading from the client."""
+
+    def resumeProducing(self) -> None:
+        """Read from the client again."""
+
 
 @implementer(IHalfCloseableProtocol, IPushProducer, IHandshakeListener)
 class ChatProtocol(LineReceiver):
@@ -253,6 +259,12 @@ class ChatProtocol(LineReceiver):
 
     def abort(self) -> None:
         self.link.abortConnection()
+
+    def pauseReading(self) -> None:
+        self.link.pauseProducing()
+
+    def resumeReading(self) -> None:
+        self.link.resumeProducing()
 
     def _handshakeLate(self, timeout: float) -> None:
         self._handshakeCall = None

@@ -71,12 +71,16 @@ class Connection(typing.Protocol):
     What L{WebSocketTransport} uses of the TCP (or TLS) connection under the
     WebSocket. Twisted types C{Protocol.transport} as an L{ITransport}, which
     has no producer registration; every connection transport also has it
-    (L{IConsumer}).
+    (L{IConsumer}), and pauses and resumes its reading (L{IPushProducer}).
     """
 
     def registerProducer(self, producer: IPushProducer, streaming: bool) -> None: ...
 
     def unregisterProducer(self) -> None: ...
+
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
 
     def getPeer(self) -> IAddress: ...
 
@@ -154,6 +158,13 @@ class WebSocketTransport:
 
     def unregisterProducer(self) -> None:
         self._websocket.connection.unregisterProducer()
+
+    def pauseProducing(self) -> None:
+        """Stop reading the TCP connection: no frame is taken until resumed."""
+        self._websocket.connection.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._websocket.connection.resumeProducing()
 
     def stopProducing(self) -> None:
         """
