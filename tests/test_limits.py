@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
 
 from chat.core.limits import Limits, PeerCount, TokenBucket
+from chat.core.repeats import INTERVAL, MAX_KEYS, Repeats
 from chat.server.factory import ChatFactory
 from harness import GREETING, Client, logged
 
@@ -155,6 +156,33 @@ def test_input_past_its_rate_pauses_reading(clock: Clock, logs: Sequence[LogEven
     ) == 1
     assert connect.factory.stats.limits["input_rate"] == 2  # type: ignore[attr-defined]
     flooder.transport.loseConnection()  # the timer goes with the connection
+    assert not clock.getDelayedCalls()
+
+
+def test_repeats_are_summarised_per_kind_and_address(clock: Clock) -> None:
+    lines: list[str] = []
+
+    class Log:
+        def info(self, format: str, **fields: object) -> None:
+            lines.append(format.format(**fields))
+
+        def warn(self, format: str, **fields: object) -> None:
+            raise AssertionError(format)
+
+    repeats = Repeats(clock, Log())
+    for host in ("a", "a", "a", "b"):
+        repeats.info("refusals", host, "refused {host}", host=host)
+    repeats.info("guesses", "a", "guess from {host}", host="a")
+    assert lines == ["refused a", "refused b", "guess from a"]
+    clock.advance(INTERVAL)
+    assert lines[3:] == ["2 more refusals from a in the last 10s"]
+    repeats.info("refusals", "a", "refused {host}", host="a")  # a new interval
+    assert lines[4:] == ["refused a"]
+    for number in range(MAX_KEYS + 5):  # many addresses: the counts stay bounded
+        repeats.info("refusals", str(number), "refused {host}", host=number)
+    assert len(lines) == 4 + MAX_KEYS  # "a" and MAX_KEYS - 1 others are counted
+    repeats.stop()  # the server stops: what is counted is written
+    assert lines[-1] == "6 more refusals from other addresses in the last 10s"
     assert not clock.getDelayedCalls()
 
 

@@ -254,6 +254,25 @@ def test_a_flood_of_idle_connections_cannot_keep_people_out(start_server: StartS
         sock.close()
 
 
+def test_refused_connections_from_one_address_are_summarised(start_server: StartServer) -> None:
+    """
+    A client reconnecting in a loop past C{--max-per-ip} gets a line in the
+    log, not a line per connection: the others are counted, and the count
+    is written at the end of the interval or when the server stops.
+    """
+    server = start_server("--max-per-ip", "1")
+    keep = Client(server.port)
+    for _ in range(100):
+        refused = Client(server.port, greeting=False)
+        assert refused.read_line().startswith("BYE Too Many Connections")
+        refused.close()
+    keep.join("keep")
+    server.wait_for_log("keep joined")
+    assert server.log_text().count("refused connection from 127.0.0.1") == 1
+    assert server.stop() == 0
+    assert "99 more refused connections from 127.0.0.1 in the last 10s" in server.log_text()
+
+
 def test_join_timeout(start_server: StartServer) -> None:
     server = start_server("--join-timeout", "0.5")
     lazy, joiner = Client(server.port), Client(server.port)

@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 import pytest
 from conftest import StartServer
 from twisted.internet.task import Clock
-from twisted.logger import LogEvent
+from twisted.logger import LogEvent, formatEvent
 
 from chat.core import grammar
 from chat.core.limits import Limits
+from chat.core.repeats import INTERVAL
 from chat.server.factory import ChatFactory
 from harness import Client, connector, logged
 from server import Client as SocketClient
@@ -308,3 +309,25 @@ def test_the_receipt_is_the_ok_line_of_either_format() -> None:
             assert format.receipt("bob", outcome) == format.ok(
                 "MESG", f"bob {outcome}", "bob", outcome
             )
+
+
+def test_wrong_tokens_from_one_address_are_summarised(
+    connect: Connect, clock: Clock, logs: Sequence[LogEvent]
+) -> None:
+    """
+    A client guessing tokens would write the log as fast as it sends: the
+    first refusal from an address in ten seconds is logged, the rest are
+    counted in one line. The client gets every reply.
+    """
+    alice = connect("alice")
+    alice.transport.loseConnection()
+    guesser = connect()
+    for _ in range(50):
+        assert guesser.send("JOIN alice AAAAAAAAAAAA")[0].startswith("ERR Invalid Token")
+    lines = [formatEvent(event) for event in logs]
+    assert sum(line.startswith("refused JOIN 'alice'") for line in lines) == 1
+    clock.advance(INTERVAL)
+    assert logged(logs, "49 more JOINs with a wrong resume token from 10.0.0.1 in the last 10s")
+    assert guesser.send("JOIN alice BBBBBBBBBBBB")[0].startswith("ERR Invalid Token")
+    lines = [formatEvent(event) for event in logs]
+    assert sum(line.startswith("refused JOIN 'alice'") for line in lines) == 2  # a new interval

@@ -51,6 +51,9 @@ BEFORE_JOIN: Final = frozenset(("JOIN", "HELP", "QUIT", "MODE"))
 """The commands served before JOIN."""
 
 
+REFUSED_JOIN: Final = "refused JOIN {name!r} from {peer}: {why} ({count}/{capacity} users)"
+
+
 class Clock(Protocol):
     """Time, and calls later (Twisted's reactor and C{task.Clock} are clocks)."""
 
@@ -75,6 +78,12 @@ class RelayStatus(Protocol):
     def delivered(self, sender: str, recipients: list[str]) -> None: ...
 
     def bcst(self, sender: str, count: int) -> None: ...
+
+
+class RepeatedStatus(Protocol):
+    """Status lines a client can cause at will (L{chat.core.repeats.Repeats})."""
+
+    def info(self, kind: str, host: str, format: str, /, **fields: object) -> None: ...
 
 
 class Gatherer(Protocol):
@@ -106,6 +115,9 @@ class Shared(Protocol):
 
     @property
     def started(self) -> float: ...
+
+    @property
+    def repeats(self) -> RepeatedStatus: ...
 
 
 class Link(Protocol):
@@ -774,6 +786,7 @@ class Session:
                     "wrong resume token",
                     grammar.INVALID_TOKEN,
                     f"that is not the resume token of {held.name}",
+                    repeated="JOINs with a wrong resume token",
                 )
             else:
                 self._refuseTaken(name, held)
@@ -786,6 +799,7 @@ class Session:
                 f"no dropped session of {name} is waiting; JOIN {name} to start anew"
                 if self.limits.grace
                 else f"this server keeps no session after a dropped connection; JOIN {name}",
+                repeated="JOINs with a token and nothing to resume",
             )
             return
         self._whenDecided(self.room.join(name, self), self._joinDecided, name)
@@ -882,15 +896,31 @@ class Session:
                 name, "name taken", grammar.USERNAME_TAKEN, f"{name} is already registered", name
             )
 
-    def _refuseJoin(self, name: str, why: str, reason: str, details: str, *fields: object) -> None:
-        self.log.info(
-            "refused JOIN {name!r} from {peer}: {why} ({count}/{capacity} users)",
-            name=name,
-            peer=self.peer,
-            why=why,
-            count=len(self.room),
-            capacity=self.room.capacity,
-        )
+    def _refuseJoin(
+        self,
+        name: str,
+        why: str,
+        reason: str,
+        details: str,
+        *fields: object,
+        repeated: str | None = None,
+    ) -> None:
+        """
+        Refuse a JOIN with a status line; with C{repeated}, a refusal the
+        specification does not name (a resume token), whose repeats from one
+        address are summarised under that name (L{chat.core.repeats}).
+        """
+        status = {
+            "name": name,
+            "peer": self.peer,
+            "why": why,
+            "count": len(self.room),
+            "capacity": self.room.capacity,
+        }
+        if repeated is None:
+            self.log.info(REFUSED_JOIN, **status)
+        else:
+            self.shared.repeats.info(repeated, self.host, REFUSED_JOIN, **status)
         self._error(reason, details, *fields)
 
     # MESG

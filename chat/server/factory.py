@@ -15,12 +15,13 @@ from twisted.logger import Logger
 
 from chat.core import grammar
 from chat.core.limits import Limits, PeerCount
+from chat.core.repeats import Repeats
 from chat.core.room import LocalRoom, Room
 from chat.core.session import Session
 from chat.core.stats import Stats
 from chat.server.logs import RelayLog
 from chat.server.outbox import Outbox
-from chat.server.protocol import ChatProtocol
+from chat.server.protocol import SESSION_LOG, ChatProtocol
 
 RELAY_LOG: Final = RelayLog(ChatProtocol.log)
 
@@ -46,6 +47,7 @@ class ChatFactory(ServerFactory):
         the server is at C{--max-connections}).
     @ivar peers: the count of connections, in all and per address.
     @ivar outbox: the connections with output gathered in this reactor turn.
+    @ivar repeats: the status lines a client can cause at will, summarised.
     @ivar relay_log: where every MESG and BCST gets its status line, or
         C{None} for none (they are always counted in the metrics).
     @ivar shutdown_grace: seconds that clients get to read the shutdown
@@ -75,6 +77,7 @@ class ChatFactory(ServerFactory):
         self.started = clock.seconds()
         self.stats = Stats()
         self.peers = PeerCount()
+        self.repeats = Repeats(clock, SESSION_LOG)
         self.connections: dict[Session, None] = {}
         self._allClosed: Deferred[None] | None = None
 
@@ -93,6 +96,7 @@ class ChatFactory(ServerFactory):
 
         @return: fires once every connection is closed.
         """
+        self.repeats.stop()
         if not self.connections:
             return succeed(None)
         self.log.info("shutting down: closing {count} connections", count=len(self.connections))

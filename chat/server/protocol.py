@@ -112,7 +112,13 @@ class ChatProtocol(LineReceiver):
         refusal = server.peers.admit(self.host, server.limits, self._makeRoom)
         if refusal is not None:
             server.stats.limits["max_connections"] += 1
-            self.log.info("refused connection from {peer}: {why}", peer=self.peer, why=refusal)
+            server.repeats.info(
+                "refused connections",
+                self.host,
+                "refused connection from {peer}: {why}",
+                peer=self.peer,
+                why=refusal,
+            )
             self.link.write(grammar.HUMAN.bye(grammar.TOO_MANY_CONNECTIONS, refusal))
             self.close()
             return
