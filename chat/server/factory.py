@@ -15,12 +15,13 @@ from twisted.logger import Logger
 
 from chat.core import grammar
 from chat.core.limits import Limits, PeerCount
+from chat.core.moderation import Moderation
 from chat.core.room import LocalRoom, Room
 from chat.core.session import Session
 from chat.core.stats import Stats
 from chat.server.logs import RelayLog
 from chat.server.outbox import Outbox
-from chat.server.protocol import ChatProtocol
+from chat.server.protocol import SESSION_LOG, ChatProtocol
 
 RELAY_LOG: Final = RelayLog(ChatProtocol.log)
 
@@ -48,6 +49,8 @@ class ChatFactory(ServerFactory):
         C{None} for none (they are always counted in the metrics).
     @ivar shutdown_grace: seconds that clients get to read the shutdown
         notice before their connections are aborted.
+    @ivar moderation: the operators, bans and mutes (no operators until
+        C{moderation.operators} is set: C{--operators}).
     """
 
     log = Logger()
@@ -74,6 +77,7 @@ class ChatFactory(ServerFactory):
         self.stats = Stats()
         self.peers = PeerCount()
         self.connections: set[Session] = set()
+        self.moderation = Moderation(clock, self.room, self.connections, SESSION_LOG)
         self._allClosed: Deferred[None] | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:

@@ -92,6 +92,13 @@ class ChatProtocol(LineReceiver):
 
     def connectionMade(self) -> None:
         server = self.server
+        banned = server.moderation.addressRefusal(self.host)
+        if banned is not None:
+            why, bye = banned
+            self.log.info("refused connection from {peer}: {why}", peer=self.peer, why=why)
+            self.link.write(bye)
+            self.close()
+            return
         refusal = server.peers.admit(self.host, server.limits)
         if refusal is not None:
             server.stats.limits["max_connections"] += 1
