@@ -364,6 +364,8 @@ def makeService(config: Options) -> IService:
     moderation.bans.replace(ban for ban in config["banned"] if ban.until > now)
     if config["bans"]:
         moderation.keeper = BanFile(config["bans"])
+    if cluster is not None:
+        moderation.keeper, cluster.moderation = cluster, moderation
     service = ChatService(factory, log_observer=observer, cluster=cluster)
     for description in config["port"]:
         strports.service(description, factory).setServiceParent(service)

@@ -547,6 +547,16 @@ class Moderation:
                 closed=closed,
             )
 
+    def loaded(self, bans: list[Sanction]) -> None:
+        """
+        Every ban, as the cluster holds them (after a (re)connection): the
+        replica is replaced, and who is online under one is disconnected.
+        """
+        now = self.clock.seconds()
+        self.bans.replace(ban for ban in bans if ban.until > now)
+        for ban in self.bans:
+            self.enforce(ban)
+
     def lifted(self, key: str) -> None:
         """A ban lifted on another node."""
         self.bans.remove(key, self.clock.seconds())
