@@ -55,27 +55,27 @@ def test_passwd_prints_the_line_of_an_operator(operators: Path) -> None:
     assert bad.returncode == 2 and "1 to 32 ASCII letters and digits" in bad.stderr
 
 
-def test_passwd_reads_a_terminal_without_echo() -> None:
-    env = server_environment()
+def typed(first: str, second: str) -> pexpect.spawn:
+    """C{python -m chat.passwd alice} on a terminal, the password typed twice."""
     child = pexpect.spawn(
-        sys.executable, ["-m", "chat.passwd", "alice"], cwd=str(REPO_ROOT), env=env, timeout=30
-    )
+        sys.executable, ["-m", "chat.passwd", "alice"], cwd=str(REPO_ROOT),
+        env=server_environment(), timeout=30,
+    )  # fmt: skip
     child.expect("Password: ")
-    child.sendline("typed password")
+    child.sendline(first)
     child.expect("Again: ")
-    child.sendline("typed password")
+    child.sendline(second)
+    return child
+
+
+def test_passwd_reads_a_terminal_without_echo() -> None:
+    child = typed("typed password", "typed password")
     child.expect(r"alice (scrypt\$\S+)\r\n")
     hashed = child.match.group(1).decode()
     child.expect(pexpect.EOF)
     assert "typed password" not in child.before.decode()  # never echoed
     assert parse_operators(f"alice {hashed}")["alice"].matches("typed password")
-    mismatch = pexpect.spawn(
-        sys.executable, ["-m", "chat.passwd", "alice"], cwd=str(REPO_ROOT), env=env, timeout=30
-    )
-    mismatch.expect("Password: ")
-    mismatch.sendline("typed password")
-    mismatch.expect("Again: ")
-    mismatch.sendline("another one")
+    mismatch = typed("typed password", "another one")
     mismatch.expect("the two passwords differ")
     mismatch.expect(pexpect.EOF)
     mismatch.close()

@@ -184,8 +184,10 @@ class Moderation:
         Why a new connection from C{host} is refused, and its C{BYE} line,
         if the address is banned.
         """
+        if not self.bans:  # the common case: no parsing of the address
+            return None
         key = address_key(host)
-        ban = self.bans.get(key, self.clock.seconds()) if key is not None and self.bans else None
+        ban = self.bans.get(key, self.clock.seconds()) if key is not None else None
         if ban is None:
             return None
         self.counts["refused_address"] += 1
