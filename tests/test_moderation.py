@@ -322,8 +322,12 @@ def test_mute_refuses_every_relay_command_with_the_time_left(
     assert factory.moderation.counts["refused_muted"] == 8
     assert factory.stats.commands["MESG"] >= 5
     assert logged(logs, "refused MESG from bob: muted by carol (", "s left)")
-    # The mute ends by itself.
-    clock.advance(19)
+    # The mute ends by itself, and bob is told.
+    clock.advance(18.9)
+    assert bob.lines() == []
+    clock.advance(0.1)
+    assert bob.lines() == ["MOD MUTE_ENDED carol"]
+    assert logged(logs, "the mute of bob by carol ended")
     assert bob.send("MESG dave free") == ["OK MESG dave delivered"]
     assert bob.send("BCST free") == ["OK BCST 2 0"]
     assert dave.lines() == ["MESG bob: free", "BCST bob: free"]
@@ -350,6 +354,22 @@ def test_a_mute_outlives_a_reconnection_and_unmute_lifts_it(
     assert carol.send("UNMUTE bob") == ["ERR Not Muted: bob is not muted"]
     assert logged(logs, "carol (operator root) unmuted bob")
     assert factory.moderation.counts["unmute"] == 1
+
+
+def test_the_end_of_a_mute_is_told_once(connect: Connect, clock: Clock) -> None:
+    carol, bob = operator(connect), connect("bob")
+    carol.send("MUTE bob 1")
+    carol.send("MUTE bob 2")  # the second one replaces the first, and its end
+    assert carol.send("UNMUTE bob") == ["OK UNMUTE bob"]
+    carol.send("MUTE bob 3")
+    assert len(bob.lines()) == 4
+    clock.advance(179)
+    assert bob.lines() == []
+    clock.advance(1)
+    assert bob.lines() == ["INFO your mute by carol has ended: you may send messages again"]
+    clock.advance(3600)
+    assert bob.lines() == []
+    assert clock.getDelayedCalls() == []
 
 
 def test_mute_in_machine_mode(connect: Connect) -> None:

@@ -19,10 +19,11 @@ node's own and last until they end or the node restarts.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from typing import Final, NamedTuple, Protocol, TypeVar, cast
 
 from chat.core import grammar
+from chat.core.away import Timer
 from chat.core.passwords import DUMMY, Failures, Hash, backoff, operator_key
 from chat.core.room import Delivery, Later, Member, Room, RoomUnavailable
 from chat.core.sanctions import (
@@ -60,7 +61,7 @@ Answer = bytes | Refusal
 class Clock(Protocol):
     def seconds(self) -> float: ...
 
-    def callLater(self, delay: float, callable: Callable[..., object], *args: object) -> object: ...
+    def callLater(self, delay: float, callable: Callable[..., object], *args: object) -> Timer: ...
 
 
 class Log(Protocol):
@@ -140,7 +141,12 @@ class Moderation:
     """
     The server's operators, bans and mutes (one per server, on the factory).
 
+    Set up by C{makeService} from the options; until then it has no
+    operators and keeps bans in memory.
+
     @ivar operators: operator name (lower case) -> password hash.
+    @ivar keeper: what makes bans last (C{--bans}, a cluster), if anything.
+    @ivar verify: how a password is checked (in a thread, in a server).
     @ivar bans: every ban in force (a replica in a cluster).
     @ivar mutes: every mute in force on this node.
     @ivar counts: operator actions and refusals, by action, for the metrics.
@@ -153,20 +159,17 @@ class Moderation:
         room: Room,
         connections: Collection[Actor],
         log: Log,
-        operators: Mapping[str, Hash] | None = None,
-        keeper: Keeper | None = None,
-        verify: Verifier = verify_here,
-        bans: Sanctions | None = None,
     ) -> None:
         self.clock = clock
         self.room = room
         self.connections = connections
         self.log = log
-        self.operators = dict(operators or {})
-        self.keeper = keeper
-        self.verify = verify
-        self.bans = bans if bans is not None else Sanctions(MAX_BANS)
+        self.operators: dict[str, Hash] = {}
+        self.keeper: Keeper | None = None
+        self.verify: Verifier = verify_here
+        self.bans = Sanctions(MAX_BANS)
         self.mutes = Sanctions(MAX_MUTES)
+        self._muteEnds: dict[str, Timer] = {}  # one per mute: as bounded as mutes
         self.failures = Failures()
         self.counts: Counter[str] = Counter()
 
@@ -391,6 +394,8 @@ class Moderation:
         mute = Sanction(mute_key(name), name, now + minutes * 60, str(actor.name), reason)
         if not self.mutes.add(mute, now):
             return _full("mutes", self.mutes.capacity)
+        self._cancelEnd(mute.key)
+        self._muteEnds[mute.key] = self.clock.callLater(minutes * 60, self._muteEnded, mute)
         if not target.away:
             muted = cast(Actor, target)
             muted.muted = True
@@ -426,20 +431,32 @@ class Moderation:
         mute = self.mutes.remove(mute_key(args[0]), self.clock.seconds())
         if mute is None:
             return Refusal(grammar.NOT_MUTED, f"{args[0]} is not muted", (args[0],))
+        self._cancelEnd(mute.key)
+        self._unmuted(mute, f"{actor.name} unmuted you", "UNMUTED", actor.name)
+        self._done(actor, "unmute", "unmuted {name}", name=mute.target)
+        return actor.format.ok("UNMUTE", mute.target, mute.target)
+
+    def _muteEnded(self, mute: Sanction) -> None:
+        """A mute's time is up: the user is told (and need not try to find out)."""
+        del self._muteEnds[mute.key]
+        self.mutes.remove(mute.key, self.clock.seconds())
+        self.log.info("the mute of {name} by {by} ended", name=mute.target, by=mute.by)
+        self._unmuted(mute, f"your mute by {mute.by} has ended", "MUTE_ENDED", mute.by)
+
+    def _cancelEnd(self, key: str) -> None:
+        timer = self._muteEnds.pop(key, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _unmuted(self, mute: Sanction, human: str, *fields: object) -> None:
+        """Tell the user of C{mute}, if here, that it is lifted."""
         member = self.room.findLocal(mute.target)
         if member is not None and not member.away:
             unmuted = cast(Actor, member)
             unmuted.muted = False
             unmuted.deliver(
-                unmuted.format.notice(
-                    "MOD",
-                    f"{actor.name} unmuted you: you may send messages again",
-                    "UNMUTED",
-                    actor.name,
-                )
+                unmuted.format.notice("MOD", f"{human}: you may send messages again", *fields)
             )
-        self._done(actor, "unmute", "unmuted {name}", name=mute.target)
-        return actor.format.ok("UNMUTE", mute.target, mute.target)
 
     def ban(self, actor: Actor, rest: str) -> Answer:
         """
