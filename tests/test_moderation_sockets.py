@@ -99,6 +99,7 @@ def test_operators_moderate_a_real_server(start_server: StartServer, operators: 
     assert carol.read_line().startswith("ERR Wrong Password: that operator name and password")
     assert carol.read_reply()[-1] == "OK LIST 3"
     server.wait_for_log("failed OPER as 'root' by carol from 127.0.0.1:")
+    server.wait_for_log("wrong name or password (1 in a row); answered in 1s")
     assert carol.command(f"OPER root {PASSWORD}") == [
         "OK OPER root: you are an operator now; HELP lists your commands"
     ]
