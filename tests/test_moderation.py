@@ -24,6 +24,7 @@ from chat.core.passwords import (
     parse_hash,
     parse_operators,
 )
+from chat.core.room import Later, RoomUnavailable
 from chat.core.sanctions import MAX_MINUTES, Sanction, Sanctions, file_text, read_file_text
 from chat.server.factory import ChatFactory
 from chat.server.moderation import BanFile, read_bans, write_atomically
@@ -525,6 +526,51 @@ def test_operator_reasons_are_cleaned_and_bounded(connect: Connect) -> None:
     (bye,) = bob.lines()
     assert bye.startswith("BYE Kicked: carol disconnected you: red xxx")
     assert len(bye) < 260 and "\x1b" not in bye and "\x07" not in bye
+
+
+class Slow:
+    """
+    A keeper that answers when the test says (a cluster's Redis, whose
+    failure in the middle of a command cannot be produced on cue).
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[Later[bool]] = []
+
+    def saved(self, bans: Sanctions, changed: Sanction, lifted: bool) -> Later[bool]:
+        self.pending.append(Later())
+        return self.pending[-1]
+
+
+def test_a_ban_waits_for_its_keeper_and_is_undone_if_not_kept(
+    connect: Connect, factory: ChatFactory
+) -> None:
+    keeper = factory.moderation.keeper = Slow()
+    carol, bob = operator(connect), connect("bob")
+    assert carol.send(b"BAN bob 5\r\nLIST\r\n") == []  # LIST waits for the BAN
+    keeper.pending.pop().resolve(False)
+    assert carol.lines() == [
+        "ERR Store Full: 1000 bans are in force, the most this server keeps; lift one or wait",
+        "USER carol",
+        "USER bob",
+        "OK LIST 2",
+    ]
+    assert not factory.moderation.bans
+    carol.send("BAN bob 5")
+    keeper.pending.pop().fail(RoomUnavailable("Redis is not connected"))
+    assert carol.lines() == [
+        "ERR Cluster Unavailable: the cluster cannot be reached; try again soon"
+    ]
+    assert not factory.moderation.bans
+    assert bob.lines() == []
+    carol.send("BAN bob 5")
+    keeper.pending.pop().resolve(True)
+    assert carol.lines() == ["OK BAN bob for 5 minutes (1 connections closed)"]
+    assert bob.closed
+    carol.send("UNBAN bob")
+    keeper.pending.pop().fail(RoomUnavailable("Redis is not connected"))
+    assert carol.lines()[0].startswith("ERR Cluster Unavailable")
+    assert len(factory.moderation.bans) == 1  # still banned
 
 
 # The bans file

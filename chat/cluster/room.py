@@ -470,8 +470,11 @@ class ClusterRoom(Service):
 
     # The keeper of the bans
 
-    def saved(self, bans: Sanctions, changed: Sanction, lifted: bool) -> None:
-        """Keep a ban in Redis (and tell every node), or lift it there."""
+    def saved(self, bans: Sanctions, changed: Sanction, lifted: bool) -> Later[bool]:
+        """
+        Keep a ban in Redis (and tell every node), or lift it there; C{False}
+        if Redis holds L{MAX_BANS} already.
+        """
         if not self.available:
             raise RoomUnavailable("Redis is not connected")
         if lifted:
@@ -481,16 +484,7 @@ class ClusterRoom(Service):
             command = self._redis.eval(
                 BAN, [BANS], [self.node, changed.key, dumps(changed), now, MAX_BANS]
             )
-            command.addCallback(self._banKept, changed)
-        self._background(command, "ban")
-
-    def _banKept(self, outcome: str, ban: Sanction) -> None:
-        if outcome == "full":
-            self.log.warn(
-                "redis: the cluster holds {most} bans; the ban of {target} is this node's only",
-                most=MAX_BANS,
-                target=ban.target,
-            )
+        return self._later(self._call(command).addCallback(lambda outcome: outcome == "ok"))
 
     def _event(self, event: str) -> None:
         version, kind, node, name = event.split(" ", 3)

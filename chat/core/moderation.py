@@ -94,10 +94,12 @@ Verifier = Callable[[Hash, str], "bool | Later[bool]"]
 class Keeper(Protocol):
     """Makes bans last beyond this process: a file, or a cluster's Redis."""
 
-    def saved(self, bans: Sanctions, changed: Sanction, lifted: bool) -> None:
+    def saved(self, bans: Sanctions, changed: Sanction, lifted: bool) -> bool | Later[bool]:
         """
-        C{changed} was just put in force (or lifted) in C{bans}.
+        C{changed} was just put in force (or lifted) in C{bans}: keep it.
 
+        @return: whether it was kept (not: the cluster holds its most bans),
+            now or later; a L{Later} that fails undoes the change.
         @raise RoomUnavailable: if it cannot be kept now (the change is undone).
         """
 
@@ -108,9 +110,14 @@ def verify_here(hash: Hash, password: str) -> bool:
 
 
 def then(
-    answer: T | Later[T], step: Callable[[T], Answer | Later[Answer]]
+    answer: T | Later[T],
+    step: Callable[[T], Answer | Later[Answer]],
+    undo: Callable[[], object] = lambda: None,
 ) -> Answer | Later[Answer]:
-    """C{step(answer)}, now or once C{answer} is settled."""
+    """
+    C{step(answer)}, now or once C{answer} is settled; if it fails,
+    C{undo()}, and the failure is the answer's.
+    """
     if not isinstance(answer, Later):
         return step(answer)
     result: Later[Answer] = Later()
@@ -122,7 +129,11 @@ def then(
         else:
             result.resolve(out)
 
-    answer.then(settled, result.fail)
+    def failed(error: Exception) -> None:
+        undo()
+        result.fail(error)
+
+    answer.then(settled, failed)
     return result
 
 
@@ -458,7 +469,15 @@ class Moderation:
                 unmuted.format.notice("MOD", f"{human}: you may send messages again", *fields)
             )
 
-    def ban(self, actor: Actor, rest: str) -> Answer:
+    def _keep(self, ban: Sanction, lifted: bool, undo: Callable[[], object]) -> bool | Later[bool]:
+        """Have the keeper keep a change of the bans; C{undo} it if that fails now."""
+        try:
+            return True if self.keeper is None else self.keeper.saved(self.bans, ban, lifted)
+        except RoomUnavailable:
+            undo()
+            raise
+
+    def ban(self, actor: Actor, rest: str) -> Answer | Later[Answer]:
         """
         C{BAN user-or-address minutes [reason]}: refused at JOIN (a name) or at
         connect (an address) until then; who is online under it is disconnected.
@@ -483,14 +502,23 @@ class Moderation:
         previous = self.bans.get(key, now)
         if not self.bans.add(ban, now):
             return _full("bans", self.bans.capacity)
-        try:
-            if self.keeper is not None:
-                self.keeper.saved(self.bans, ban, lifted=False)
-        except RoomUnavailable:
+
+        def undo() -> None:
             self.bans.remove(key, now)
             if previous is not None:
                 self.bans.add(previous, now)
-            raise
+
+        def kept(ok: bool) -> Answer:
+            if not ok:
+                undo()
+                return _full("bans", self.bans.capacity)
+            return self._banned(actor, ban, minutes)
+
+        return then(self._keep(ban, False, undo), kept, undo)
+
+    def _banned(self, actor: Actor, ban: Sanction, minutes: int) -> Answer:
+        """A ban is in force, and kept: enforce it, and say so."""
+        target, reason = ban.target, ban.reason
         closed = self.enforce(ban)
         self._done(
             actor,
@@ -509,7 +537,7 @@ class Moderation:
             closed,
         )
 
-    def unban(self, actor: Actor, rest: str) -> Answer:
+    def unban(self, actor: Actor, rest: str) -> Answer | Later[Answer]:
         """C{UNBAN user-or-address}."""
         denied = self._denied(actor, "UNBAN")
         if denied is not None:
@@ -522,14 +550,15 @@ class Moderation:
         ban = self.bans.remove(key, now)
         if ban is None:
             return Refusal(grammar.NOT_BANNED, f"{args[0]} is not banned", (args[0],))
-        try:
-            if self.keeper is not None:
-                self.keeper.saved(self.bans, ban, lifted=True)
-        except RoomUnavailable:
+
+        def undo() -> None:
             self.bans.add(ban, now)
-            raise
-        self._done(actor, "unban", "unbanned {target}", target=ban.target)
-        return actor.format.ok("UNBAN", ban.target, ban.target)
+
+        def kept(ok: bool) -> Answer:
+            self._done(actor, "unban", "unbanned {target}", target=ban.target)
+            return actor.format.ok("UNBAN", ban.target, ban.target)
+
+        return then(self._keep(ban, True, undo), kept, undo)
 
     # Bans decided elsewhere (another node of a cluster)
 

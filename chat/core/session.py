@@ -1139,10 +1139,10 @@ class Session:
         self._answer(self.shared.moderation.unmute(self, rest))
 
     def do_BAN(self, rest: str) -> None:
-        self._answer(self.shared.moderation.ban(self, rest))
+        self._whenDecided(self.shared.moderation.ban(self, rest), self._answer)
 
     def do_UNBAN(self, rest: str) -> None:
-        self._answer(self.shared.moderation.unban(self, rest))
+        self._whenDecided(self.shared.moderation.unban(self, rest), self._answer)
 
     def _silenced(self, verb: str) -> bool:
         """Refuse a muted user's C{verb}, unless the mute has ended."""

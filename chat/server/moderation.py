@@ -102,9 +102,10 @@ class BanFile:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def saved(self, bans: Sanctions, changed: Sanction, lifted: bool) -> None:
+    def saved(self, bans: Sanctions, changed: Sanction, lifted: bool) -> bool:
         try:
             write_atomically(self.path, file_text(bans))
         except OSError as error:
             # The ban holds in memory; it will not survive a restart.
             log.warn("could not write the bans to {path}: {why}", path=self.path, why=error)
+        return True
