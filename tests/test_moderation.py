@@ -573,6 +573,26 @@ def test_a_ban_waits_for_its_keeper_and_is_undone_if_not_kept(
     assert len(factory.moderation.bans) == 1  # still banned
 
 
+def test_bans_loaded_from_a_cluster_are_enforced(
+    connect: Connect, factory: ChatFactory, clock: Clock
+) -> None:
+    """What a node does with the cluster's bans when it (re)connects to Redis."""
+    bob, lurker, dave = connect("bob"), connect(host="10.0.0.9"), connect("dave")
+    factory.moderation.loaded(
+        [
+            Sanction("name:bob", "Bob", 600, "carol", "spam"),
+            Sanction("address:10.0.0.9", "10.0.0.9", 600, "carol", ""),
+            Sanction("name:dave", "dave", 0, "carol", "expired"),
+        ]
+    )
+    assert bob.lines() == ["BYE Banned: carol banned you for 10 minutes: spam"]
+    assert lurker.lines() == ["BYE Banned: carol banned you for 10 minutes; no reason given"]
+    assert dave.lines() == []
+    assert len(factory.moderation.bans) == 2
+    factory.moderation.lifted("name:bob")
+    assert connect().send("JOIN bob")[0].startswith("OK JOIN bob")
+
+
 # The bans file
 
 

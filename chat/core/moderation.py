@@ -567,21 +567,29 @@ class Moderation:
         Disconnect who is online under C{ban} on this server; how many
         connections were closed.
         """
-        left = ban.left(self.clock.seconds())
-        details = f"{ban.by} banned you for {duration(left)}{because(ban.reason)}"
-        fields = (ban.target, ban.by, left, grammar.field(ban.reason))
         if ban.key.startswith("name:"):
             member = self.room.findLocal(ban.target)
             if member is None:
                 return 0
-            self._remove(member, grammar.BANNED, details, *fields)
+            self._remove(member, grammar.BANNED, *self._bye(ban))
             return 0 if member.away else 1
+        return self._enforceAddresses({ban.key: ban})
+
+    def _enforceAddresses(self, bans: dict[str, Sanction]) -> int:
+        """Disconnect the connections from the addresses of C{bans} (by key)."""
         closed = 0
         for actor in list(self.connections):
-            if address_key(actor.host) == ban.key:
-                actor.bye(grammar.BANNED, details, *fields)
+            ban = bans.get(address_key(actor.host) or "")
+            if ban is not None:
+                actor.bye(grammar.BANNED, *self._bye(ban))
                 closed += 1
         return closed
+
+    def _bye(self, ban: Sanction) -> tuple[str, str, str, int, str]:
+        """The details and fields of the C{BYE Banned} of C{ban}."""
+        left = ban.left(self.clock.seconds())
+        details = f"{ban.by} banned you for {duration(left)}{because(ban.reason)}"
+        return details, ban.target, ban.by, left, grammar.field(ban.reason)
 
     def applied(self, ban: Sanction) -> None:
         """A ban decided on another node: keep it and enforce it here."""
@@ -602,8 +610,14 @@ class Moderation:
         """
         now = self.clock.seconds()
         self.bans.replace(ban for ban in bans if ban.until > now)
+        addresses = {}
         for ban in self.bans:
-            self.enforce(ban)
+            if ban.key.startswith("name:"):
+                self.enforce(ban)
+            else:
+                addresses[ban.key] = ban
+        if addresses:  # one pass over the connections for all of them
+            self._enforceAddresses(addresses)
 
     def lifted(self, key: str) -> None:
         """A ban lifted on another node."""
