@@ -26,10 +26,19 @@ def test_a_ban_holds_on_every_node_and_outlives_a_node(
     carol.join("carol")
     bob.join("bob")
     carol.expect_reply(f"OPER root {PASSWORD}", "OK OPER root")
-    # KICK and MUTE act on this node's users; bob is on the other one.
-    wait_until(lambda: len(carol.list_names()) == 2, 5, "bob in LIST")
-    assert carol.command("KICK bob") == [
-        "ERR Unknown User: nobody named bob is registered on this server"
+    eve = Client(cluster[1].port)
+    eve.join("eve")
+    wait_until(lambda: len(carol.list_names()) == 3, 5, "bob and eve in LIST")
+    # KICK reaches a user on another node; MUTE acts on this node's users.
+    assert carol.command("MUTE eve 5") == [
+        "ERR Unknown User: nobody named eve is registered on this server"
+    ]
+    assert carol.command("KICK eve bye now") == ["OK KICK eve disconnected"]
+    assert eve.read_line() == "BYE Kicked: carol disconnected you: bye now"
+    eve.expect_eof()
+    cluster[1].wait_for_log("eve closed from another node: Kicked")
+    assert carol.command("KICK nobody") == [
+        "ERR Unknown User: nobody named nobody is registered on this server"
     ]
     assert carol.command("BAN bob 10 spam") == ["OK BAN bob for 10 minutes (0 connections closed)"]
     assert bob.read_line() == "BYE Banned: carol banned you for 10 minutes: spam"

@@ -21,6 +21,7 @@ Redis comes back, each node re-asserts its live users.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Generator, Iterator
@@ -194,8 +195,10 @@ class _Remote:
         """Never: a relay to another node is answered C{sent}, not C{delivered}."""
         return False
 
-    def bye(self, reason: str, details: str) -> None:
-        """A user on another node is closed by that node, never from here."""
+    def bye(self, reason: str, details: str, *fields: object) -> None:
+        """Have the user's node close the connection (an operator's KICK)."""
+        message = json.dumps([self.node, fold(str(self.name)), reason, details, list(fields)])
+        self.room.publish(MODERATION, f"{self.room.node}\nbye\n{message}")
 
     def deliver(self, data: bytes) -> Delivery:
         self.room.publish(f"{NODE_PREFIX}{self.node}", f"{fold(str(self.name))}\n" + data.decode())
@@ -435,7 +438,8 @@ class ClusterRoom(Service):
 
     def received(self, channel: str, batch: str) -> None:
         if channel == MODERATION:
-            self._moderated(batch)
+            for message in batch.split("\0"):  # KICKs of one turn are batched
+                self._moderated(message)
             return
         if channel == EVENTS:
             if self._buffered is not None:
@@ -458,15 +462,25 @@ class ClusterRoom(Service):
                     recipient.deliver(line.encode())
 
     def _moderated(self, message: str) -> None:
-        """A ban put in force or lifted by a node (ours too: then already done)."""
+        """
+        A ban put in force or lifted by a node (ours too: then already
+        done), or a user of this node closed by an operator of another.
+        """
         origin, kind, data = message.split("\n", 2)
         if origin == self.node or self.moderation is None:
             return
         if kind == "ban":
             (ban,) = _sanctions([data])
             self.moderation.applied(ban)
-        else:
+        elif kind == "unban":
             self.moderation.lifted(data)
+        else:  # bye: an operator on another node closes a user of this one
+            node, folded, reason, details, fields = json.loads(data)
+            member = self._local.get(folded) if node == self.node else None
+            if member is not None:
+                self.log.info("{name} closed from another node: {reason}", name=member.name,
+                              reason=reason)  # fmt: skip
+                member.bye(reason, details, *fields)
 
     # The keeper of the bans
 

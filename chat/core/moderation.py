@@ -332,9 +332,10 @@ class Moderation:
             (verb,),
         )
 
-    def _target(self, actor: Actor, name: str, verb: str) -> Member | Refusal:
-        """The registered user named C{name} on this node, or why not."""
-        member = self.room.findLocal(name) if is_valid_name(name) else None
+    def _target(
+        self, actor: Actor, name: str, verb: str, member: Member | None
+    ) -> Member | Refusal:
+        """C{member}, the registered user named C{name}, or why not."""
         if member is None:
             return Refusal(
                 grammar.UNKNOWN_USER, f"nobody named {name} is registered on this server", (name,)
@@ -353,15 +354,23 @@ class Moderation:
             **fields,
         )
 
-    def kick(self, actor: Actor, rest: str) -> Answer:
-        """C{KICK user [reason]}: the user is told who and why, then disconnected."""
+    def kick(self, actor: Actor, rest: str) -> Answer | Later[Answer]:
+        """
+        C{KICK user [reason]}: the user is told who and why, then
+        disconnected (by their node, in a cluster).
+        """
         denied = self._denied(actor, "KICK")
         if denied is not None:
             return denied
         args = rest.split(None, 1)
         if not args:
             return Refusal(grammar.USAGE, "KICK <username> [<reason>]")
-        target = self._target(actor, args[0], "KICK")
+        if not is_valid_name(args[0]):
+            return self._kick(actor, args, None)
+        return then(self.room.find(args[0]), lambda member: self._kick(actor, args, member))
+
+    def _kick(self, actor: Actor, args: list[str], member: Member | None) -> Answer:
+        target = self._target(actor, args[0], "KICK", member)
         if isinstance(target, Refusal):
             return target
         name, reason = str(target.name), _reason(args[1:])
@@ -377,14 +386,13 @@ class Moderation:
 
     def _remove(self, member: Member, reason: str, details: str, *fields: object) -> None:
         """
-        Disconnect a member; one held for a resume (C{--grace}) loses its
-        name at once, as it has no connection to tell.
+        Disconnect a member (on another node: by its node); one held for a
+        resume (C{--grace}) loses its name at once, as it has no connection
+        to tell.
         """
         if member.away:
             self.room.leave(member)
-            member.bye(reason, details)
-        else:  # a member present on this node is a session
-            cast(Actor, member).bye(reason, details, *fields)
+        member.bye(reason, details, *fields)
 
     def mute(self, actor: Actor, rest: str) -> Answer:
         """C{MUTE user minutes [reason]}."""
@@ -398,7 +406,10 @@ class Moderation:
                 grammar.USAGE,
                 f"MUTE <username> <minutes> [<reason>]; minutes from 1 to {MAX_MINUTES}",
             )
-        target = self._target(actor, args[0], "MUTE")
+        name = args[0]
+        target = self._target(
+            actor, name, "MUTE", self.room.findLocal(name) if is_valid_name(name) else None
+        )
         if isinstance(target, Refusal):
             return target
         name, reason, now = str(target.name), _reason(args[2:]), self.clock.seconds()

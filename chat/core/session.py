@@ -1130,7 +1130,7 @@ class Session:
         self._whenDecided(self.shared.moderation.oper(self, rest), self._answer)
 
     def do_KICK(self, rest: str) -> None:
-        self._answer(self.shared.moderation.kick(self, rest))
+        self._whenDecided(self.shared.moderation.kick(self, rest), self._answer)
 
     def do_MUTE(self, rest: str) -> None:
         self._answer(self.shared.moderation.mute(self, rest))
