@@ -82,8 +82,7 @@ JOIN_TIMEOUT: Final = "Join Timeout"
 IDLE_TIMEOUT: Final = "Idle Timeout"
 FLOODING: Final = "Flooding"
 SHUTTING_DOWN: Final = "Shutting Down"
-KICKED: Final = "Kicked"
-# and BANNED
+KICKED: Final = "Kicked"  # and BANNED (above): an ERR at JOIN, a BYE to who is online
 
 
 def line(text: str) -> bytes:
