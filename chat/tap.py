@@ -21,6 +21,7 @@ from twisted.python import usage
 from chat.core.limits import Limits
 from chat.server.factory import ChatFactory
 from chat.server.logs import DirectRelayLog, RelayLog, TextLogObserver
+from chat.server.moderation import BanFile, read_bans, read_operators, verify_in_thread
 from chat.server.protocol import ChatProtocol
 
 if TYPE_CHECKING:
@@ -198,6 +199,18 @@ class Options(usage.Options):
             "Join a cluster of nodes sharing one room through Redis (redis://HOST:PORT/DB).",
         ],
         ["node-id", None, None, "This node's id in the cluster (default: HOST:PID)."],
+        [
+            "operators",
+            None,
+            None,
+            "File of operators, one 'name hash' a line (make one with python -m chat.passwd).",
+        ],
+        [
+            "bans",
+            None,
+            None,
+            "Keep bans in this file, so that they survive a restart (a cluster keeps them in Redis).",
+        ],
     ]
 
     optFlags: ClassVar[list[list[str | None]]] = [
@@ -230,6 +243,13 @@ class Options(usage.Options):
             raise usage.UsageError("--redis takes a URL: redis://HOST:PORT/DB")
         if self["node-id"] and not self["node-id"].isprintable() or " " in (self["node-id"] or ""):
             raise usage.UsageError("--node-id must be printable and without spaces")
+        if self["bans"] and self["redis"]:
+            raise usage.UsageError("--bans is for one server: a cluster keeps its bans in Redis")
+        try:
+            self["operator-hashes"] = read_operators(self["operators"]) if self["operators"] else {}
+            self["banned"] = read_bans(self["bans"]) if self["bans"] else []
+        except ValueError as error:
+            raise usage.UsageError(str(error)) from None
         self["limits"] = Limits(
             max_line=self["max-line"],
             max_outbound=self["max-outbound"],
@@ -355,6 +375,15 @@ def makeService(config: Options) -> IService:
         room=cluster,
         relay_log=relay_log(config, observer),
     )
+    moderation = factory.moderation
+    moderation.operators = config["operator-hashes"]
+    moderation.verify = verify_in_thread
+    now = reactor.seconds()
+    moderation.bans.replace(ban for ban in config["banned"] if ban.until > now)
+    if config["bans"]:
+        moderation.keeper = BanFile(config["bans"])
+    if cluster is not None:
+        moderation.keeper, cluster.moderation = cluster, moderation
     service = ChatService(factory, log_observer=observer, cluster=cluster)
     for description in config["port"]:
         strports.service(description, factory).setServiceParent(service)

@@ -207,10 +207,14 @@ class Client:
         rcvbuf: int | None = None,
         nodelay: bool = False,
         timeout: float = IO_TIMEOUT,
+        source: str | None = None,
     ) -> None:
         self.timeout = timeout
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         _clients.add(self)
+        if source is not None:
+            # Another loopback address (127.0.0.0/8): another client address.
+            self.sock.bind((source, 0))
         if rcvbuf is not None:
             # Must be set before connect: the window scale is fixed by the SYN.
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)

@@ -21,6 +21,7 @@ Redis comes back, each node re-asserts its live users.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Generator, Iterator
@@ -37,7 +38,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chat.core import grammar
+from chat.core.moderation import Moderation
 from chat.core.room import Admission, Delivery, Later, Member, RoomUnavailable
+from chat.core.sanctions import MAX_BANS, Sanction, Sanctions, dumps, loads
 from chat.core.text import fold
 
 LEASE: Final = 5.0
@@ -50,6 +53,8 @@ VERSION: Final = "chat:version"
 EVENTS: Final = "chat:events"
 BROADCASTS: Final = "chat:bcst"
 NODE_PREFIX: Final = "chat:node:"
+BANS: Final = "chat:bans"
+MODERATION: Final = "chat:moderation"
 
 _T = TypeVar("_T")
 
@@ -131,10 +136,43 @@ end
 return lost
 """
 
+# KEYS: bans. ARGV: node, key, sanction (JSON), now, most bans. Expired bans
+# are dropped first; a new ban past the bound is refused ('full').
+BAN: Final = f"""
+for _, value in ipairs(redis.call('HVALS', KEYS[1])) do
+  local ban = cjson.decode(value)
+  if ban['until'] <= tonumber(ARGV[4]) then redis.call('HDEL', KEYS[1], ban.key) end
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then
+  return 'full'
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PUBLISH', '{MODERATION}', ARGV[1] .. '\\nban\\n' .. ARGV[3])
+return 'ok'
+"""
+
+# KEYS: bans. ARGV: node, key.
+UNBAN: Final = f"""
+redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('PUBLISH', '{MODERATION}', ARGV[1] .. '\\nunban\\n' .. ARGV[2])
+return 'ok'
+"""
+
 # KEYS: users, version. The registry and the version it is at, atomically.
 SNAPSHOT: Final = """
 return {redis.call('GET', KEYS[2]) or '0', redis.call('HVALS', KEYS[1])}
 """
+
+
+def _sanctions(values: list[str]) -> list[Sanction]:
+    """The bans read from Redis; one that cannot be read is skipped (and logged)."""
+    sanctions = []
+    for value in values:
+        try:
+            sanctions.append(loads(value))
+        except (ValueError, TypeError) as error:
+            ClusterRoom.log.warn("redis: skipped a ban that is not one: {why}", why=error)
+    return sanctions
 
 
 def default_node_id() -> str:
@@ -157,8 +195,10 @@ class _Remote:
         """Never: a relay to another node is answered C{sent}, not C{delivered}."""
         return False
 
-    def bye(self, reason: str, details: str) -> None:
-        """A user on another node is closed by that node, never from here."""
+    def bye(self, reason: str, details: str, *fields: object) -> None:
+        """Have the user's node close the connection (an operator's KICK)."""
+        message = json.dumps([self.node, fold(str(self.name)), reason, details, list(fields)])
+        self.room.publish(MODERATION, f"{self.room.node}\nbye\n{message}")
 
     def deliver(self, data: bytes) -> Delivery:
         self.room.publish(f"{NODE_PREFIX}{self.node}", f"{fold(str(self.name))}\n" + data.decode())
@@ -204,9 +244,17 @@ class ClusterRoom(Service):
     MESG to a user on another node. MESG between users of this node, HELP and
     QUIT keep working.
 
+    It is also the L{chat.core.moderation.Keeper} of the bans: they are
+    kept in Redis (hash C{chat:bans}, bounded), every change is published on
+    C{chat:moderation}, and each node holds them all in its L{moderation}'s
+    store, so a connection or a JOIN is checked without asking Redis.
+
     @ivar node: this node's id.
     @ivar available: whether Redis is connected and the replica is current.
+    @ivar moderation: the node's moderation, told of bans decided elsewhere.
     """
+
+    moderation: Moderation | None = None
 
     log = Logger()
 
@@ -339,7 +387,9 @@ class ClusterRoom(Service):
         """(Re)connected: subscribe, re-assert our users, load the registry."""
         self._buffered = []
         try:
-            yield subscriber.subscribe([EVENTS, BROADCASTS, f"{NODE_PREFIX}{self.node}"])
+            yield subscriber.subscribe(
+                [EVENTS, BROADCASTS, f"{NODE_PREFIX}{self.node}", MODERATION]
+            )
             live = [item for key, m in self._local.items() for item in (key, str(m.name))]
             lost = yield self._call(
                 self._redis.eval(
@@ -349,6 +399,7 @@ class ClusterRoom(Service):
                 )
             )
             version, held = yield self._call(self._redis.eval(SNAPSHOT, [USERS, VERSION]))
+            bans = yield self._call(self._redis.hvals(BANS))
         except (RoomUnavailable, txredisapi.RedisError) as error:  # lost again: retried
             self.log.warn("redis: could not resynchronise: {why}", why=error)
             subscriber.transport.loseConnection()
@@ -362,6 +413,8 @@ class ClusterRoom(Service):
         for event in buffered:
             self._event(event)
         self.available = True
+        if self.moderation is not None:
+            self.moderation.loaded(_sanctions(bans))
         self.log.info(
             "redis: node {node} in sync at version {version}, {count} users",
             node=self.node,
@@ -384,6 +437,10 @@ class ClusterRoom(Service):
         self._buffered = None
 
     def received(self, channel: str, batch: str) -> None:
+        if channel == MODERATION:
+            for message in batch.split("\0"):  # KICKs of one turn are batched
+                self._moderated(message)
+            return
         if channel == EVENTS:
             if self._buffered is not None:
                 self._buffered.append(batch)
@@ -403,6 +460,45 @@ class ClusterRoom(Service):
                 recipient = local.get(folded)
                 if recipient is not None:
                     recipient.deliver(line.encode())
+
+    def _moderated(self, message: str) -> None:
+        """
+        A ban put in force or lifted by a node (ours too: then already
+        done), or a user of this node closed by an operator of another.
+        """
+        origin, kind, data = message.split("\n", 2)
+        if origin == self.node or self.moderation is None:
+            return
+        if kind == "ban":
+            (ban,) = _sanctions([data])
+            self.moderation.applied(ban)
+        elif kind == "unban":
+            self.moderation.lifted(data)
+        else:  # bye: an operator on another node closes a user of this one
+            node, folded, reason, details, fields = json.loads(data)
+            member = self._local.get(folded) if node == self.node else None
+            if member is not None:
+                self.log.info("{name} closed from another node: {reason}", name=member.name,
+                              reason=reason)  # fmt: skip
+                member.bye(reason, details, *fields)
+
+    # The keeper of the bans
+
+    def saved(self, bans: Sanctions, changed: Sanction, lifted: bool) -> Later[bool]:
+        """
+        Keep a ban in Redis (and tell every node), or lift it there; C{False}
+        if Redis holds L{MAX_BANS} already.
+        """
+        if not self.available:
+            raise RoomUnavailable("Redis is not connected")
+        if lifted:
+            command = self._redis.eval(UNBAN, [BANS], [self.node, changed.key])
+        else:
+            now = self.clock.seconds()
+            command = self._redis.eval(
+                BAN, [BANS], [self.node, changed.key, dumps(changed), now, MAX_BANS]
+            )
+        return self._later(self._call(command).addCallback(lambda outcome: outcome == "ok"))
 
     def _event(self, event: str) -> None:
         version, kind, node, name = event.split(" ", 3)

@@ -8,5 +8,7 @@ L{chat.core.framing} and L{chat.core.terminal} turn bytes into lines,
 L{chat.core.text} holds the input rules, L{chat.core.grammar} every line the
 server sends, L{chat.core.room} the registry and its interface,
 L{chat.core.away} the sessions of dropped users, L{chat.core.limits} the
-limits and flood control, and L{chat.core.stats} the counters.
+limits and flood control, L{chat.core.stats} the counters, and
+L{chat.core.moderation} (with L{chat.core.sanctions} and
+L{chat.core.passwords}) the operators, bans and mutes.
 """

@@ -76,7 +76,7 @@ class AwaySession:
         """Compare in constant time: the comparison leaks nothing of the token."""
         return hmac.compare_digest(self.token.encode(), token.encode())
 
-    def bye(self, reason: str, details: str) -> None:
+    def bye(self, reason: str, details: str, *fields: object) -> None:
         """Nobody is connected to tell; the grace period simply ends."""
         if self.timer is not None and self.timer.active():
             self.timer.cancel()

@@ -27,6 +27,7 @@ fields only.
 from __future__ import annotations
 
 from typing import Final
+from urllib.parse import quote
 
 from chat.core.text import NAME_RULE
 
@@ -43,6 +44,14 @@ HELP_TEXT: Final = (
     "HELP                    show this help",
     "QUIT                    leave and close the connection",
 )
+OPER_HELP: Final = "OPER <name> <password>  become an operator (the server's moderators)"
+OPERATOR_HELP: Final = (
+    "KICK <user> [<reason>]  (operators) disconnect a user",
+    "MUTE <user> <minutes> [<reason>]  (operators) refuse a user's messages for a while",
+    "UNMUTE <user>           (operators) lift a mute",
+    "BAN <user or address> <minutes> [<reason>]  (operators) refuse a name or an IP address",
+    "UNBAN <user or address> (operators) lift a ban",
+)
 
 # The fixed ERR reasons, as a program should match them.
 TOO_MANY_USERS: Final = "Too Many Users"
@@ -57,6 +66,15 @@ LINE_TOO_LONG: Final = "Line Too Long"
 CLUSTER_UNAVAILABLE: Final = "Cluster Unavailable"
 INVALID_TOKEN: Final = "Invalid Token"
 MESSAGE_DROPPED: Final = "Message Dropped"
+# ... of moderation (chat.core.moderation).
+NOT_OPERATOR: Final = "Not Operator"
+WRONG_PASSWORD: Final = "Wrong Password"
+UNKNOWN_USER: Final = "Unknown User"
+MUTED: Final = "Muted"
+BANNED: Final = "Banned"
+NOT_MUTED: Final = "Not Muted"
+NOT_BANNED: Final = "Not Banned"
+STORE_FULL: Final = "Store Full"
 
 # The fixed BYE reasons.
 TOO_MANY_CONNECTIONS: Final = "Too Many Connections"
@@ -64,6 +82,7 @@ JOIN_TIMEOUT: Final = "Join Timeout"
 IDLE_TIMEOUT: Final = "Idle Timeout"
 FLOODING: Final = "Flooding"
 SHUTTING_DOWN: Final = "Shutting Down"
+KICKED: Final = "Kicked"  # and BANNED (above): an ERR at JOIN, a BYE to who is online
 
 
 def line(text: str) -> bytes:
@@ -87,6 +106,14 @@ def help_text(resume: bool) -> bytes:
     """The INFO lines of HELP; the resume line only where resume is on (C{--grace})."""
     lines = HELP_TEXT[:1] + (RESUME_HELP,) + HELP_TEXT[1:] if resume else HELP_TEXT
     return b"".join(map(info, lines))
+
+
+def field(text: str) -> str:
+    """
+    Free text (an operator's reason) as one machine-mode field: percent-encoded
+    UTF-8 (RFC 3986, C{-} encoded too), or C{-} when empty.
+    """
+    return quote(text, safe="").replace("-", "%2D") if text else "-"
 
 
 def code(reason: str) -> str:
@@ -132,6 +159,13 @@ class Format:
     def status(self, key: str, human: str, *fields: object) -> bytes:
         return info(f"{key}: {human}")
 
+    def notice(self, tag: str, human: str, *fields: object) -> bytes:
+        """
+        A line that is not an answer (something happened to this user): an
+        C{INFO} line for people, a C{tag} of its own with fields for programs.
+        """
+        return info(human)
+
 
 class MachineFormat(Format):
     machine = True
@@ -150,6 +184,9 @@ class MachineFormat(Format):
 
     def status(self, key: str, human: str, *fields: object) -> bytes:
         return line(" ".join(("STAT", key.lower().replace(" ", "_"), *map(str, fields))))
+
+    def notice(self, tag: str, human: str, *fields: object) -> bytes:
+        return line(" ".join((tag, *map(str, fields))))
 
 
 MACHINE_VERSION: Final = 1

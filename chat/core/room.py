@@ -48,8 +48,11 @@ class Member(Protocol):
         several lines may go to this member in one piece.
         """
 
-    def bye(self, reason: str, details: str) -> None:
-        """Tell the user why the server closes their connection, and close it."""
+    def bye(self, reason: str, details: str, *fields: object) -> None:
+        """
+        Tell the user why the server closes their connection (C{fields}: in
+        the machine format), and close it.
+        """
 
 
 class RoomUnavailable(Exception):

@@ -25,6 +25,7 @@ from chat.core import grammar
 from chat.core.away import AwaySession, Timer, is_token, new_token
 from chat.core.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
 from chat.core.limits import Limits, TokenBucket
+from chat.core.moderation import MUTED_VERBS, Answer, Moderation, Refusal
 from chat.core.room import FLUSH_AT, Admission, Delivery, Later, Member, Room, RoomUnavailable
 from chat.core.stats import Stats
 from chat.core.telnet import TelnetInput
@@ -119,6 +120,9 @@ class Shared(Protocol):
     @property
     def repeats(self) -> RepeatedStatus: ...
 
+    @property
+    def moderation(self) -> Moderation: ...
+
 
 class Link(Protocol):
     """What a session needs of its connection: the adapter provides it."""
@@ -207,7 +211,10 @@ class Session:
         "limits",
         "link",
         "log",
+        "muted",
         "name",
+        "operFailures",
+        "operator",
         "peer",
         "room",
         "shared",
@@ -225,6 +232,9 @@ class Session:
         self.peer = peer
         self.name: str | None = None
         self.token: str | None = None
+        self.operator: str | None = None  # the operator name, after OPER
+        self.muted = False  # whether MUTED_VERBS are refused (moderation says why)
+        self.operFailures = 0
         self.format: grammar.Format = grammar.HUMAN
         self.blocked = False
         self.unsent = 0
@@ -690,6 +700,8 @@ class Session:
             if self.name is None:
                 self.shared.stats.commands[verb] += 1
                 self._unregistered(verb)
+            elif self.muted and self._silenced(verb):
+                self.shared.stats.commands[verb] += 1
             elif verb == "MESG":  # spelled with leading blanks or controls
                 self._mesgs([line], 0, 1)
             else:
@@ -705,7 +717,7 @@ class Session:
             self._error(grammar.UNKNOWN_MESSAGE, f"{verb} is not a command; HELP lists them", verb)
         elif self.name is None and verb not in BEFORE_JOIN:
             self._unregistered(verb)
-        else:
+        elif not (self.muted and verb in MUTED_VERBS and self._silenced(verb)):
             try:
                 handler(rest)
             except RoomUnavailable:
@@ -775,6 +787,10 @@ class Session:
         if not is_valid_name(name) or (token is not None and not is_token(token)):
             # "JOIN Bob Smith" is a name with a space, not a resume.
             self._refuseJoin(rest, "invalid name", grammar.INVALID_USERNAME, NAME_RULE)
+            return
+        banned = self.shared.moderation.joinRefusal(name)
+        if banned is not None:
+            self._refuseJoin(name, "banned", banned.reason, banned.details, *banned.fields)
             return
         held = self.room.findLocal(name)
         if isinstance(held, AwaySession):
@@ -874,6 +890,7 @@ class Session:
         )
 
     def _joined(self) -> None:
+        self.muted = self.shared.moderation.isMuted(str(self.name))
         if self._joinTimer is not None and self._joinTimer.active():
             self._joinTimer.cancel()
         self._joinTimer = None
@@ -939,6 +956,8 @@ class Session:
 
         @return: the index of the first line not handled.
         """
+        if self.muted:  # refused line by line (_command)
+            return start
         name = str(self.name)
         head = b"MESG %b: " % name.encode()
         find = self.room.find
@@ -1050,6 +1069,8 @@ class Session:
 
         @return: the index of the first line not handled.
         """
+        if self.muted:  # refused line by line (_command)
+            return start
         name = str(self.name)
         relayed: list[bytes] = []
         unsent, size, index = self.unsent, 0, start
@@ -1110,7 +1131,11 @@ class Session:
         )
 
     def do_HELP(self, rest: str) -> None:
-        self.deliver(grammar.help_text(bool(self.limits.grace)) + self.format.ok("HELP", "-"))
+        self.deliver(
+            grammar.help_text(bool(self.limits.grace))
+            + self.shared.moderation.help(self)
+            + self.format.ok("HELP", "-")
+        )
 
     def do_MODE(self, rest: str) -> None:
         mode = rest.upper()
@@ -1175,6 +1200,40 @@ class Session:
             )
         )
         self.deliver(b"".join(lines) + self.format.ok("STATUS", "-"))
+
+    # Moderation (chat.core.moderation)
+
+    def do_OPER(self, rest: str) -> None:
+        self._whenDecided(self.shared.moderation.oper(self, rest), self._answer)
+
+    def do_KICK(self, rest: str) -> None:
+        self._whenDecided(self.shared.moderation.kick(self, rest), self._answer)
+
+    def do_MUTE(self, rest: str) -> None:
+        self._answer(self.shared.moderation.mute(self, rest))
+
+    def do_UNMUTE(self, rest: str) -> None:
+        self._answer(self.shared.moderation.unmute(self, rest))
+
+    def do_BAN(self, rest: str) -> None:
+        self._whenDecided(self.shared.moderation.ban(self, rest), self._answer)
+
+    def do_UNBAN(self, rest: str) -> None:
+        self._whenDecided(self.shared.moderation.unban(self, rest), self._answer)
+
+    def _silenced(self, verb: str) -> bool:
+        """Refuse a muted user's C{verb}, unless the mute has ended."""
+        refusal = self.shared.moderation.silenced(self, verb)
+        if refusal is None:
+            return False
+        self._answer(refusal)
+        return True
+
+    def _answer(self, answer: Answer) -> None:
+        if isinstance(answer, Refusal):
+            self._error(answer.reason, answer.details, *answer.fields)
+        else:
+            self.deliver(answer)
 
     def do_QUIT(self, rest: str) -> None:
         name = self._leave()

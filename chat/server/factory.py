@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from chat.core import grammar
 from chat.core.limits import Limits, PeerCount
+from chat.core.moderation import Moderation
 from chat.core.repeats import Repeats
 from chat.core.room import LocalRoom, Room
 from chat.core.session import Session
@@ -52,6 +53,8 @@ class ChatFactory(ServerFactory):
         C{None} for none (they are always counted in the metrics).
     @ivar shutdown_grace: seconds that clients get to read the shutdown
         notice before their connections are aborted.
+    @ivar moderation: the operators, bans and mutes (no operators until
+        C{moderation.operators} is set: C{--operators}).
     """
 
     log = Logger()
@@ -79,6 +82,7 @@ class ChatFactory(ServerFactory):
         self.peers = PeerCount()
         self.repeats = Repeats(clock, SESSION_LOG)
         self.connections: dict[Session, None] = {}
+        self.moderation = Moderation(clock, self.room, self.connections, SESSION_LOG)
         self._allClosed: Deferred[None] | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:

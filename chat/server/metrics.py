@@ -35,6 +35,12 @@ class ChatCollector(Collector):
             ("chat_relayed", "Messages delivered to users, by kind.", "kind", stats.relayed),
             ("chat_errors", "ERR replies sent, by reason.", "reason", stats.errors),
             ("chat_limits", "Limits hit, by limit.", "limit", stats.limits),
+            (
+                "chat_moderation",
+                "Operators' actions and what moderation refused, by action.",
+                "action",
+                factory.moderation.counts,
+            ),
         ):
             family = CounterMetricFamily(name, doc, labels=[label])
             for value, count in dict(counts).items():  # a copy: this runs in a thread

@@ -109,6 +109,19 @@ class ChatProtocol(LineReceiver):
         if isinstance(self.transport, TLSMemoryBIOProtocol):
             timeout = server.limits.handshake_timeout
             self._handshakeCall = server.clock.callLater(timeout, self._handshakeLate, timeout)
+        banned = server.moderation.addressRefusal(self.host)
+        if banned is not None:
+            why, bye = banned
+            server.repeats.info(
+                "refused connections",
+                self.host,
+                "refused connection from {peer}: {why}",
+                peer=self.peer,
+                why=why,
+            )
+            self.link.write(bye)
+            self.close()
+            return
         refusal = server.peers.admit(self.host, server.limits, self._makeRoom)
         if refusal is not None:
             server.stats.limits["max_connections"] += 1
