@@ -370,6 +370,25 @@ def test_a_flood_that_is_not_lines_costs_others_nothing(start_server: StartServe
     server.wait_for_log("slowing down flooder: more than 40960 bytes of input a second")
 
 
+def test_the_backlog_bound_is_a_bound_on_memory(start_server: StartServer) -> None:
+    """
+    Short lines cost Python far more than their bytes: 60 KiB of one-byte
+    lines, under the 64 KiB backlog if only bytes counted, took 1.2 MB per
+    connection. Counted with what each waiting line costs, they are a flood.
+    """
+    server = start_server("--max-users", "100")
+    before = server.rss_kib()
+    clients = [Client(server.port) for _ in range(30)]
+    for client in clients:
+        client.send(b"a\n" * 30_000)  # 60 KiB: within the input meter's burst
+    for client in clients:
+        reply = client.read_until(lambda line: line.startswith("BYE"))
+        assert reply[-1].startswith("BYE Flooding: more than 65536 bytes"), reply[-1]
+    growth = server.rss_kib() - before
+    print(f"30 connections with 60 KiB of one-byte lines each: RSS grew by {growth} KiB")
+    assert growth < 16 * 1024
+
+
 def test_fast_client_that_waits_for_replies_is_only_slowed(start_server: StartServer) -> None:
     server = start_server("--rate-limit", "50", "--rate-burst", "5")
     sender, receiver = Client(server.port), Client(server.port)
