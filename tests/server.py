@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
+from harness import PRESENCE_NOTICE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The checkout under test, found from this file so no path is hard-coded."""
 
@@ -220,6 +222,7 @@ class Client:
         self.sock.connect(("127.0.0.1", port))
         self.buffer = b""
         self.eof = False
+        self.presence = False
         self.name: str | None = None
         self.token: str | None = None
         if greeting:
@@ -259,13 +262,20 @@ class Client:
         return True
 
     def read_line(self, timeout: float | None = None) -> str:
-        """The next complete line, without CRLF; must be valid UTF-8."""
+        """
+        The next complete line, without CRLF; must be valid UTF-8. Presence
+        notices are skipped unless L{presence} is set: only the tests of
+        presence want them.
+        """
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while CRLF not in self.buffer:
-            if self.eof or not self.fill(deadline):
-                raise EOFError(f"connection closed; unfinished data: {self.buffer!r}")
-        raw, self.buffer = self.buffer.split(CRLF, 1)
-        line = raw.decode("utf-8")
+        while True:
+            while CRLF not in self.buffer:
+                if self.eof or not self.fill(deadline):
+                    raise EOFError(f"connection closed; unfinished data: {self.buffer!r}")
+            raw, self.buffer = self.buffer.split(CRLF, 1)
+            line = raw.decode("utf-8")
+            if self.presence or not PRESENCE_NOTICE.match(line):
+                break
         if match := RESUME_TOKEN.search(line):
             # Random in every run: kept in .token, cut from the line.
             self.token = match.group(1)
