@@ -320,6 +320,7 @@ class Client:
         deadline = time.monotonic() + self.timeout
         while not self.eof:
             self.fill(deadline)
+        self.buffer = self._withoutPresence(self.buffer)
         assert self.buffer == b"", f"unread data before EOF: {self.buffer!r}"
 
     def assert_silent(self, wait: float = 0.2) -> None:
@@ -336,7 +337,17 @@ class Client:
             data = None
         finally:
             self.sock.settimeout(self.timeout)
-        assert self.buffer == b"" and data is None, f"unexpected data: {self.buffer!r} {data!r}"
+        rest = self._withoutPresence(self.buffer + (data or b""))
+        assert rest == b"", f"unexpected data: {self.buffer!r} {data!r}"
+        self.buffer = b""
+
+    def _withoutPresence(self, data: bytes) -> bytes:
+        """C{data} without its complete presence notices, unless L{presence} is set."""
+        if self.presence:
+            return data
+        *lines, rest = data.split(CRLF)
+        kept = [line for line in lines if not PRESENCE_NOTICE.match(line.decode("utf-8", "replace"))]
+        return b"".join(line + CRLF for line in kept) + rest
 
     # Protocol shortcuts
 
