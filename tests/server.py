@@ -431,7 +431,8 @@ def poll_until_gone(observer: Client, name: str, timeout: float = 5.0) -> list[s
 def take_lines(client: Client) -> list[str]:
     """Every complete line already in C{client}'s buffer, without reading."""
     *lines, client.buffer = client.buffer.split(CRLF)
-    return [line.decode("utf-8") for line in lines]
+    decoded = [line.decode("utf-8") for line in lines]
+    return [line for line in decoded if client.presence or not PRESENCE_NOTICE.match(line)]
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
