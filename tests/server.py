@@ -346,7 +346,9 @@ class Client:
         if self.presence:
             return data
         *lines, rest = data.split(CRLF)
-        kept = [line for line in lines if not PRESENCE_NOTICE.match(line.decode("utf-8", "replace"))]
+        kept = [
+            line for line in lines if not PRESENCE_NOTICE.match(line.decode("utf-8", "replace"))
+        ]
         return b"".join(line + CRLF for line in kept) + rest
 
     # Protocol shortcuts

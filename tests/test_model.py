@@ -175,7 +175,8 @@ class Room(RuleBasedStateMachine):
             assert reply[0].startswith("ERR Unregistered User")
         else:
             expected = [
-                f"USER {u.name}" + (" (disconnected, held for a resume)" if u.client is None else "")
+                f"USER {u.name}"
+                + (" (disconnected, held for a resume)" if u.client is None else "")
                 for u in self.users.values()
             ]
             assert sorted(reply[:-1]) == sorted(expected)

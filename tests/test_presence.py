@@ -6,10 +6,11 @@ sockets against a real server, and across the nodes of a real cluster.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 
 import pytest
-from conftest import StartServer
+from conftest import StartServer, assert_clean_log
 from test_cluster import Nodes, nodes, redis, wait_until  # noqa: F401  (fixtures)
 from twisted.internet.task import Clock
 
@@ -20,6 +21,7 @@ from chat.core.personal import MAX_AWAY, MAX_IGNORED
 from chat.core.room import Delivery, LocalRoom
 from chat.server.factory import ChatFactory
 from harness import Client, connector, logged
+from server import ChatServer
 from server import Client as SocketClient
 
 Connect = Callable[..., Client]
@@ -383,9 +385,7 @@ def test_bad_ignores(connect) -> None:
     ann = connect("ann")
     assert ann.send("IGNORE ANN") == ["ERR Usage: you cannot ignore yourself"]
     assert ann.send("IGNORE Ann") == ["ERR Usage: you cannot ignore yourself"]
-    assert ann.send("IGNORE nobody") == [
-        "ERR Unknown Recipient: nobody named nobody is registered"
-    ]
+    assert ann.send("IGNORE nobody") == ["ERR Unknown Recipient: nobody named nobody is registered"]
     assert ann.send("IGNORE bob!") == [
         "ERR Usage: IGNORE <username>, where a username is 1 to 32 ASCII letters and digits"
     ]
@@ -448,7 +448,10 @@ def test_presence_away_and_ignore_over_real_sockets(start_server: StartServer) -
     assert ann.command("MESG bob hi") == ["OK MESG bob delivered (away: out for lunch)"]
     assert bob.read_line() == "MESG ann: hi"
     listing = bot.command("LIST")
-    assert [" ".join(line.split()[:3]) for line in listing[:2]] == ["USER ann here", "USER bot here"]
+    assert [" ".join(line.split()[:3]) for line in listing[:2]] == [
+        "USER ann here",
+        "USER bot here",
+    ]
     assert listing[2].startswith("USER bob here ") and listing[2].endswith(" AWAY out for lunch")
     assert bob.command("IGNORE bot") == ["OK IGNORE bot: nothing bot writes reaches you"]
     assert bot.command("BCST beep") == ["OK BCST 2 0"]
@@ -474,7 +477,9 @@ def test_bad_inputs_over_real_sockets(start_server: StartServer) -> None:
     assert stranger.command("NOTICES OFF") == [UNREGISTERED]
     ann.join("ann")
     assert ann.command("IGNORE ann") == ["ERR Usage: you cannot ignore yourself"]
-    assert ann.command("IGNORE ghost") == ["ERR Unknown Recipient: nobody named ghost is registered"]
+    assert ann.command("IGNORE ghost") == [
+        "ERR Unknown Recipient: nobody named ghost is registered"
+    ]
     reply = ann.command(b"AWAY " + b"\x07zz" * 1000)
     assert reply[0].startswith("OK AWAY you are away: zzzz") and "\x07" not in reply[0]
     assert reply[0].endswith(f"(cut to {MAX_AWAY} characters)")
@@ -504,7 +509,10 @@ def test_presence_reaches_every_node(nodes: Nodes) -> None:  # noqa: F811  (fixt
     dan.abort()
     assert bob.read_line() == "PRESENCE JOIN dan"
     assert bob.read_line() == "PRESENCE LOST dan"
-    assert [ann.read_line() for _ in range(2)] == ["INFO dan joined", "INFO dan lost the connection"]
+    assert [ann.read_line() for _ in range(2)] == [
+        "INFO dan joined",
+        "INFO dan lost the connection",
+    ]
     # Away and idle: known for this node's users; others' are listed by name.
     assert ann.command("AWAY lunch")[0].startswith("OK AWAY")
     assert bob.command("MESG ann hi") == ["OK MESG ann sent"]
@@ -521,13 +529,10 @@ def test_presence_reaches_every_node(nodes: Nodes) -> None:  # noqa: F811  (fixt
 
 
 def test_a_dead_nodes_users_are_announced_as_lost(
-    redis, start_server: StartServer, tmp_path  # noqa: F811  (fixture)
+    redis,
+    start_server: StartServer,
+    tmp_path,  # noqa: F811  (fixture)
 ) -> None:
-    import signal
-
-    from conftest import assert_clean_log
-    from server import ChatServer
-
     survivor = start_server("--redis", redis.url, "--node-id", "survivor")
     doomed = ChatServer(tmp_path / "doomed.log", ["--redis", redis.url, "--node-id", "doomed"])
     try:

@@ -324,7 +324,11 @@ def test_end_of_input_with_grace_holds_the_name_at_once(clock) -> None:
     # Alice does not read her last answers: the transport's close waits for her.
     alice.transport.loseConnection = lambda: None  # type: ignore[method-assign]
     alice.protocol.readConnectionLost()
-    assert bob.send("LIST") == ["USER alice (disconnected, held for a resume)", "USER bob", "OK LIST 2"]
+    assert bob.send("LIST") == [
+        "USER alice (disconnected, held for a resume)",
+        "USER bob",
+        "OK LIST 2",
+    ]
     assert bob.send("MESG alice still there?")[0].startswith("OK MESG alice held")
 
 

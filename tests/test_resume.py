@@ -45,7 +45,11 @@ def test_drop_hold_resume_replays_in_order_exactly_once(
     assert bob.send("MESG alice before the drop") == ["OK MESG alice delivered"]
     alice.transport.loseConnection()
     assert logged(logs, "alice dropped the connection", "name held for 60")
-    assert bob.send("LIST") == ["USER alice (disconnected, held for a resume)", "USER bob", "OK LIST 2"]
+    assert bob.send("LIST") == [
+        "USER alice (disconnected, held for a resume)",
+        "USER bob",
+        "OK LIST 2",
+    ]
     assert bob.send("MESG alice one") == [
         "OK MESG alice held: alice lost the connection and gets it on resuming"
     ]

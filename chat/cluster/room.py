@@ -362,9 +362,7 @@ class ClusterRoom(Service):
         """(Re)connected: subscribe, re-assert our users, load the registry."""
         self._buffered = []
         try:
-            yield subscriber.subscribe(
-                [EVENTS, BROADCASTS, PRESENCE, f"{NODE_PREFIX}{self.node}"]
-            )
+            yield subscriber.subscribe([EVENTS, BROADCASTS, PRESENCE, f"{NODE_PREFIX}{self.node}"])
             live = [item for key, m in self._local.items() for item in (key, str(m.name))]
             lost = yield self._call(
                 self._redis.eval(
