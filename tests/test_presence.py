@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import StartServer, assert_clean_log
-from test_cluster import Nodes, nodes, redis, wait_until  # noqa: F401  (fixtures)
+from test_cluster import Nodes, Redis, nodes, redis, wait_until  # noqa: F401  (fixtures)
 from twisted.internet.task import Clock
 
 from chat.core import presence
@@ -529,9 +530,9 @@ def test_presence_reaches_every_node(nodes: Nodes) -> None:  # noqa: F811  (fixt
 
 
 def test_a_dead_nodes_users_are_announced_as_lost(
-    redis,
+    redis: Redis,  # noqa: F811  (the fixture)
     start_server: StartServer,
-    tmp_path,  # noqa: F811  (fixture)
+    tmp_path: Path,
 ) -> None:
     survivor = start_server("--redis", redis.url, "--node-id", "survivor")
     doomed = ChatServer(tmp_path / "doomed.log", ["--redis", redis.url, "--node-id", "doomed"])

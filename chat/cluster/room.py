@@ -523,7 +523,7 @@ class ClusterRoom(Service):
             for entry in held:
                 node, name = entry.split(" ", 1)
                 local = self._local.get(fold(name)) if node == self.node else None
-                names.append(Listed(name, False, None, None) if local is None else listed(local))
+                names.append((name, False, None, None) if local is None else listed(local))
             return names
 
         return self._later(self._call(self._redis.hvals(USERS)).addCallback(entries))

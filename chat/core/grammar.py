@@ -143,6 +143,8 @@ class Format:
         a user who typed within the minute being simply there), and their
         away message.
         """
+        if not held and away is None and (idle is None or idle < IDLE_SHOWN):
+            return f"USER {name}\r\n".encode()  # nearly everyone
         notes = ["disconnected, held for a resume"] if held else []
         if idle is not None and idle >= IDLE_SHOWN:
             notes.append(f"idle {idle}s")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Iterator
-from typing import Final, Generic, NamedTuple, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from chat.core.personal import Prefs
 from chat.core.presence import Notice
@@ -116,20 +116,20 @@ class Later(Generic[T]):
             callback(self._value)  # type: ignore[arg-type]  # settled: a T
 
 
-class Listed(NamedTuple):
-    """One line of LIST: a registered user and what the room knows of them."""
-
-    name: str
-    held: bool  # away in the grace period (disconnected, held for a resume)
-    lastInput: float | None  # for the idle time; None: not known on this node
-    away: str | None  # the away message of AWAY
+Listed = tuple[str, bool, float | None, str | None]
+"""One line of LIST: the name; whether the user is held for a resume (the
+grace period); when it last sent a command (C{None}: not known on this node);
+its away message. A plain tuple: LIST makes one per user."""
 
 
 def listed(member: Member) -> Listed:
     """What LIST shows of a member this node serves."""
     prefs = member.prefs
-    return Listed(
-        str(member.name), member.away, member.lastInput, None if prefs is None else prefs.away
+    return (
+        str(member.name),
+        member.away,
+        member.lastInput,
+        None if prefs is None else prefs.away,
     )
 
 
@@ -281,7 +281,10 @@ class LocalRoom:
         Registered users, names as they were registered, in order of joining,
         with their away state and the time of their last command.
         """
-        return [listed(member) for member in self._members.values()]
+        return [
+            (name, m.away, m.lastInput, None if m.prefs is None else m.prefs.away)
+            for name, m in self._spelled.items()
+        ]
 
     def announce(self, lines: Notice, sender: Member | None) -> int:
         """Hand a presence notice to every member who wants it but C{sender}."""
