@@ -18,6 +18,9 @@ Each line is C{TAG SP rest CRLF}, and the tag says what the line is:
     fixed phrases below, C{details} is for people.
   - C{BYE Reason: details}: the server is closing the connection, and why;
     always the last line.
+  - C{PRESENCE KIND name [field]}: a user joined, left, lost the connection
+    or was removed (machine format, after C{NOTICES ON}; the human format
+    says it in an C{INFO} line). Made in L{chat.core.presence}.
 
 Every command gets exactly one C{OK} or C{ERR} line, after any C{USER},
 C{INFO} or replayed lines that belong to it, so a program knows where an
