@@ -20,9 +20,20 @@ GREETING = [
 
 TOKEN = re.compile(r"\(resume token: ([\w-]{12})\)")
 
+PRESENCE_NOTICE = re.compile(
+    r"INFO [A-Za-z0-9]+ (joined|left|lost the connection|is back, resuming|did not come back"
+    r"|was disconnected by the server)|PRESENCE "
+)
+"""A presence notice (chat.core.presence). The tests of other features leave
+them out of what they compare (L{Client.presence}); tests/test_presence.py
+checks them."""
+
 
 class Client:
     """One simulated connection: bytes in with L{send}, lines out with L{lines}."""
+
+    presence = False
+    """Whether L{lines} keeps presence notices: only the tests of presence want them."""
 
     def __init__(self, factory: ChatFactory, port: int, host: str = "10.0.0.1") -> None:
         self.protocol: ChatProtocol = factory.buildProtocol(IPv4Address("TCP", host, port))
@@ -53,6 +64,8 @@ class Client:
         out = self.raw()
         assert out == b"" or out.endswith(b"\r\n"), out
         lines = out.decode("utf-8").split("\r\n")[:-1]
+        if not self.presence:
+            lines = [line for line in lines if not PRESENCE_NOTICE.match(line)]
         for i, line in enumerate(lines):
             if match := TOKEN.search(line):
                 self.token = match.group(1)

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
+from harness import PRESENCE_NOTICE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The checkout under test, found from this file so no path is hard-coded."""
 
@@ -224,6 +226,7 @@ class Client:
         self.sock.connect(("127.0.0.1", port))
         self.buffer = b""
         self.eof = False
+        self.presence = False
         self.name: str | None = None
         self.token: str | None = None
         if greeting:
@@ -263,13 +266,20 @@ class Client:
         return True
 
     def read_line(self, timeout: float | None = None) -> str:
-        """The next complete line, without CRLF; must be valid UTF-8."""
+        """
+        The next complete line, without CRLF; must be valid UTF-8. Presence
+        notices are skipped unless L{presence} is set: only the tests of
+        presence want them.
+        """
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while CRLF not in self.buffer:
-            if self.eof or not self.fill(deadline):
-                raise EOFError(f"connection closed; unfinished data: {self.buffer!r}")
-        raw, self.buffer = self.buffer.split(CRLF, 1)
-        line = raw.decode("utf-8")
+        while True:
+            while CRLF not in self.buffer:
+                if self.eof or not self.fill(deadline):
+                    raise EOFError(f"connection closed; unfinished data: {self.buffer!r}")
+            raw, self.buffer = self.buffer.split(CRLF, 1)
+            line = raw.decode("utf-8")
+            if self.presence or not PRESENCE_NOTICE.match(line):
+                break
         if match := RESUME_TOKEN.search(line):
             # Random in every run: kept in .token, cut from the line.
             self.token = match.group(1)
@@ -314,6 +324,7 @@ class Client:
         deadline = time.monotonic() + self.timeout
         while not self.eof:
             self.fill(deadline)
+        self.buffer = self._withoutPresence(self.buffer)
         assert self.buffer == b"", f"unread data before EOF: {self.buffer!r}"
 
     def assert_silent(self, wait: float = 0.2) -> None:
@@ -330,7 +341,19 @@ class Client:
             data = None
         finally:
             self.sock.settimeout(self.timeout)
-        assert self.buffer == b"" and data is None, f"unexpected data: {self.buffer!r} {data!r}"
+        rest = self._withoutPresence(self.buffer + (data or b""))
+        assert rest == b"", f"unexpected data: {self.buffer!r} {data!r}"
+        self.buffer = b""
+
+    def _withoutPresence(self, data: bytes) -> bytes:
+        """C{data} without its complete presence notices, unless L{presence} is set."""
+        if self.presence:
+            return data
+        *lines, rest = data.split(CRLF)
+        kept = [
+            line for line in lines if not PRESENCE_NOTICE.match(line.decode("utf-8", "replace"))
+        ]
+        return b"".join(line + CRLF for line in kept) + rest
 
     # Protocol shortcuts
 
@@ -414,7 +437,8 @@ def poll_until_gone(observer: Client, name: str, timeout: float = 5.0) -> list[s
 def take_lines(client: Client) -> list[str]:
     """Every complete line already in C{client}'s buffer, without reading."""
     *lines, client.buffer = client.buffer.split(CRLF)
-    return [line.decode("utf-8") for line in lines]
+    decoded = [line.decode("utf-8") for line in lines]
+    return [line for line in decoded if client.presence or not PRESENCE_NOTICE.match(line)]
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

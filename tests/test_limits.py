@@ -156,6 +156,7 @@ def test_input_past_its_rate_pauses_reading(clock: Clock, logs: Sequence[LogEven
     ) == 1
     assert connect.factory.stats.limits["input_rate"] == 2  # type: ignore[attr-defined]
     flooder.transport.loseConnection()  # the timer goes with the connection
+    clock.advance(0)  # calm's notice that the flooder left
     assert not clock.getDelayedCalls()
 
 

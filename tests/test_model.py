@@ -175,7 +175,8 @@ class Room(RuleBasedStateMachine):
             assert reply[0].startswith("ERR Unregistered User")
         else:
             expected = [
-                f"USER {u.name}" + (" (away)" if u.client is None else "")
+                f"USER {u.name}"
+                + (" (disconnected, held for a resume)" if u.client is None else "")
                 for u in self.users.values()
             ]
             assert sorted(reply[:-1]) == sorted(expected)
@@ -221,7 +222,7 @@ class Room(RuleBasedStateMachine):
                 assert [line.decode().rstrip("\r\n") for line in member.held] == user.held
             else:
                 assert member is self.clients[user.client].protocol.session  # type: ignore[union-attr]
-        assert {fold(name) for name, _ in room.names()} == set(self.users)
+        assert {fold(name) for name, *_ in room.names()} == set(self.users)
         # The index by registered spelling holds the same members.
         assert room._spelled == {member.name: member for member in room._members.values()}
         assert len(self.factory.connections) == sum(

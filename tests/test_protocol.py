@@ -122,6 +122,11 @@ def test_help_before_join(connect) -> None:
         "BCST",
         "HELP",
         "QUIT",
+        "AWAY",
+        "BACK",
+        "IGNORE",
+        "UNIGNORE",
+        "NOTICES",
     }
 
 
@@ -319,7 +324,11 @@ def test_end_of_input_with_grace_holds_the_name_at_once(clock) -> None:
     # Alice does not read her last answers: the transport's close waits for her.
     alice.transport.loseConnection = lambda: None  # type: ignore[method-assign]
     alice.protocol.readConnectionLost()
-    assert bob.send("LIST") == ["USER alice (away)", "USER bob", "OK LIST 2"]
+    assert bob.send("LIST") == [
+        "USER alice (disconnected, held for a resume)",
+        "USER bob",
+        "OK LIST 2",
+    ]
     assert bob.send("MESG alice still there?")[0].startswith("OK MESG alice held")
 
 
@@ -473,7 +482,7 @@ def test_quiet_relays_skips_the_relay_status_lines_but_counts(factory, connect, 
     assert not logged(logs, "MESG a -> b")
     assert not logged(logs, "BCST from a")
     assert logged(logs, "a joined")  # every other event still has its line
-    assert factory.stats.relayed == {"mesg": 1, "bcst": 1}
+    assert factory.stats.relayed == {"mesg": 1, "bcst": 1, "presence": 1}  # b joined
 
 
 def test_commands_before_join_are_counted_by_their_verb(connect, factory) -> None:
@@ -500,6 +509,8 @@ def test_a_room_that_fails_after_answering_late_does_not_stop_input(clock) -> No
         def ready(self, size: int) -> bool:
             return False
 
+        prefs = None
+
         def deliver(self, data: bytes) -> Delivery:
             raise RoomUnavailable("Redis is not connected")
 
@@ -520,7 +531,7 @@ def test_a_room_that_fails_after_answering_late_does_not_stop_input(clock) -> No
     answer.resolve(Unreachable())
     assert alice.lines() == [
         "ERR Cluster Unavailable: the cluster cannot be reached; try again soon",
-        "OK MODE MACHINE 1",
+        "OK MODE MACHINE 2",
     ]
     assert alice.send("MODE HUMAN")[0].startswith("OK MODE HUMAN")
 

@@ -46,7 +46,11 @@ def test_drop_hold_resume_replays_in_order_exactly_once(
     assert bob.send("MESG alice before the drop") == ["OK MESG alice delivered"]
     alice.transport.loseConnection()
     assert logged(logs, "alice dropped the connection", "name held for 60")
-    assert bob.send("LIST") == ["USER alice (away)", "USER bob", "OK LIST 2"]
+    assert bob.send("LIST") == [
+        "USER alice (disconnected, held for a resume)",
+        "USER bob",
+        "OK LIST 2",
+    ]
     assert bob.send("MESG alice one") == [
         "OK MESG alice held: alice lost the connection and gets it on resuming"
     ]
@@ -67,8 +71,8 @@ def test_drop_hold_resume_replays_in_order_exactly_once(
     # Live again: new messages arrive at once, and nothing is replayed twice.
     assert bob.send("MESG alice three") == ["OK MESG alice delivered"]
     assert back.lines() == ["MESG bob: three"]
-    clock.advance(60)  # the old grace timer is gone
-    assert bob.send("LIST") == ["USER alice", "USER bob", "OK LIST 2"]
+    clock.advance(60)  # the old grace timer is gone; alice has said nothing since
+    assert bob.send("LIST") == ["USER alice (idle 60s)", "USER bob", "OK LIST 2"]
     # A second drop: the spent token is refused, the new one resumes.
     back.transport.loseConnection()
     again = connect()
@@ -216,7 +220,7 @@ def test_status_shows_the_rate_budget(clock: Clock) -> None:
 
 def test_machine_mode(connect: Connect) -> None:
     bot, human = connect(), connect("human")
-    assert bot.send("MODE MACHINE") == ["OK MODE MACHINE 1"]
+    assert bot.send("MODE MACHINE") == ["OK MODE MACHINE 2"]
     reply = bot.send("JOIN bot")
     assert re.fullmatch(r"OK JOIN bot 2 3 [\w-]{12}", reply[0]), reply
     assert bot.send("JOIN again") == ["ERR ALREADY_REGISTERED bot"]
@@ -226,13 +230,13 @@ def test_machine_mode(connect: Connect) -> None:
     assert human.send("MESG bot hello") == ["OK MESG bot delivered"]
     assert bot.lines() == ["MESG human: hello"]  # relayed lines are the same in both modes
     assert bot.send("BCST all") == ["OK BCST 1 0"]
-    assert bot.send("LIST") == ["USER human here", "USER bot here", "OK LIST 2"]
+    assert bot.send("LIST") == ["USER human here 0 -", "USER bot here 0 -", "OK LIST 2"]
     assert bot.send("FROB") == ["ERR UNKNOWN_MESSAGE FROB"]
     status = bot.send("STATUS")
     assert status[0] == "STAT user bot 10.0.0.1:1000"
     assert all(re.fullmatch(r"STAT \w+( \S+)+", line) for line in status[:-1])
     assert status[-1] == "OK STATUS"
-    assert bot.send("MODE HUMAN") == ["OK MODE HUMAN: version 1 of the machine format"]
+    assert bot.send("MODE HUMAN") == ["OK MODE HUMAN: version 2 of the machine format"]
     assert bot.send("MESG nobody hi")[0].startswith("ERR Unknown Recipient: ")
     assert bot.send("MODE ROBOT") == ["ERR Usage: MODE MACHINE | MODE HUMAN"]
 
@@ -241,7 +245,7 @@ def test_machine_mode_before_join_and_bye(clock: Clock) -> None:
     factory = ChatFactory(limits=Limits(rate=0, join_timeout=5), clock=clock)
     bot = Client(factory, 1)
     bot.lines()
-    assert bot.send("MODE MACHINE") == ["OK MODE MACHINE 1"]
+    assert bot.send("MODE MACHINE") == ["OK MODE MACHINE 2"]
     clock.advance(5)
     assert bot.lines() == ["BYE JOIN_TIMEOUT 5"]
 
@@ -259,7 +263,7 @@ def test_resume_over_real_sockets(start_server: StartServer) -> None:
     assert alice.read_line() == "MESG bob: mid-conversation"
     alice.abort()  # RST: the connection drops without QUIT
     server.wait_for_log("alice dropped the connection")
-    assert bob.list_names() == ["alice (away)", "bob"]
+    assert bob.list_names() == ["alice (disconnected, held for a resume)", "bob"]
     for i in range(5):
         bob.expect_reply(f"MESG alice while away {i}", "OK MESG alice held")
     bob.expect_reply("BCST to all", "OK BCST 1 (1 of them away")

@@ -7,6 +7,9 @@ from chat.core.room import Admission, Delivery, LocalRoom
 
 class Mailbox:
     away = False
+    notices = 0
+    prefs = None
+    lastInput = None
     blocked = False  # a reader that stopped reading takes no run in one piece
 
     def __init__(self) -> None:
@@ -31,7 +34,7 @@ def test_capacity_and_case_insensitive_names() -> None:
     assert room.join("bOB", other_bob) is Admission.TAKEN
     assert room.join("carol", carol) is Admission.JOINED
     assert room.join("dave", dave) is Admission.FULL
-    assert room.names() == [("Bob", False), ("carol", False)]
+    assert room.names() == [("Bob", False, None, None), ("carol", False, None, None)]
     assert room.find("BOB") is bob
 
 
@@ -109,7 +112,7 @@ def test_away_members_hold_and_are_counted() -> None:
     room.join("talker", talker)
     away = AwaySession("bob", "t" * 12, limit=2, expires=60.0)
     room.replace(bob, away)
-    assert room.names() == [("bob", True), ("talker", False)]
+    assert room.names() == [("bob", True, None, None), ("talker", False, None, None)]
     assert list(room.broadcast([b"1"], talker)) == [(1, 1)]
     assert list(room.broadcast([b"2"], talker)) == [(1, 1)]
     assert list(room.broadcast([b"3"], talker)) == [(1, 1)]

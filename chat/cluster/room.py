@@ -11,7 +11,10 @@ recipient lookup of MESG never wait for Redis.
 
 Messages travel as the bytes of the line the recipient will read: a MESG to
 a user on another node is published on that node's channel, a BCST once on
-C{chat:bcst} for every other node to fan out to its own users.
+C{chat:bcst} for every other node to fan out to its own users. Presence
+notices travel the same way on C{chat:presence}, both formats made once by
+the node where the event happened; the users of a dead node are announced
+as lost by every node from the sweep's events.
 
 Each node holds a lease (C{chat:node:ID:alive}, renewed every second, expiring
 after L{LEASE} seconds); every node sweeps the registry of users whose node's
@@ -37,9 +40,20 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chat.core import grammar
+from chat.core import grammar, presence
 from chat.core.moderation import Moderation
-from chat.core.room import Admission, Delivery, Later, Member, RoomUnavailable
+from chat.core.personal import Prefs
+from chat.core.room import (
+    Admission,
+    Delivery,
+    Later,
+    Listed,
+    Member,
+    RoomUnavailable,
+    announce,
+    audience,
+    listed,
+)
 from chat.core.sanctions import MAX_BANS, Sanction, Sanctions, dumps, loads
 from chat.core.text import fold
 
@@ -52,6 +66,7 @@ NODES: Final = "chat:nodes"
 VERSION: Final = "chat:version"
 EVENTS: Final = "chat:events"
 BROADCASTS: Final = "chat:bcst"
+PRESENCE: Final = "chat:presence"
 NODE_PREFIX: Final = "chat:node:"
 BANS: Final = "chat:bans"
 MODERATION: Final = "chat:moderation"
@@ -91,7 +106,7 @@ for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do
       if held and string.sub(held, 1, #node + 1) == node .. ' ' then
         redis.call('HDEL', KEYS[1], folded)
         local v = redis.call('INCR', KEYS[3])
-        redis.call('PUBLISH', '{EVENTS}', v .. ' leave ' .. held)
+        redis.call('PUBLISH', '{EVENTS}', v .. ' lost ' .. held)
         removed = removed + 1
       end
     end
@@ -185,6 +200,9 @@ class _Remote:
 
     __slots__ = ("name", "node", "room")
     away = False
+    notices = 0  # told by its own node
+    prefs: Prefs | None = None  # known to its own node, which applies them
+    lastInput: float | None = None  # known to its own node only
 
     def __init__(self, room: ClusterRoom, node: str, name: str) -> None:
         self.room = room
@@ -203,6 +221,11 @@ class _Remote:
     def deliver(self, data: bytes) -> Delivery:
         self.room.publish(f"{NODE_PREFIX}{self.node}", f"{fold(str(self.name))}\n" + data.decode())
         return Delivery.SENT
+
+
+def _sender(line: str) -> str:
+    """The sender of a relayed line, C{MESG name: text} or C{BCST name: text}."""
+    return line[5 : line.find(":", 5)]
 
 
 class _Commands(txredisapi.RedisProtocol):
@@ -388,7 +411,7 @@ class ClusterRoom(Service):
         self._buffered = []
         try:
             yield subscriber.subscribe(
-                [EVENTS, BROADCASTS, f"{NODE_PREFIX}{self.node}", MODERATION]
+                [EVENTS, BROADCASTS, PRESENCE, f"{NODE_PREFIX}{self.node}", MODERATION]
             )
             live = [item for key, m in self._local.items() for item in (key, str(m.name))]
             lost = yield self._call(
@@ -452,13 +475,20 @@ class ClusterRoom(Service):
             if channel == BROADCASTS:
                 origin, line = message.split("\n", 1)
                 if origin != self.node:
-                    data = line.encode()
+                    data, sender = line.encode(), _sender(line)
                     for member in list(local.values()):
-                        member.deliver(data)
+                        if member.prefs is None or member.prefs.accepts(sender):
+                            member.deliver(data)
+            elif channel == PRESENCE:
+                origin, both = message.split("\n", 1)
+                if origin != self.node:
+                    announce(list(local.values()), presence.split(both), None)
             else:  # this node's channel: a private message
                 folded, line = message.split("\n", 1)
                 recipient = local.get(folded)
-                if recipient is not None:
+                if recipient is not None and (
+                    recipient.prefs is None or recipient.prefs.accepts(_sender(line))
+                ):
                     recipient.deliver(line.encode())
 
     def _moderated(self, message: str) -> None:
@@ -509,6 +539,9 @@ class ClusterRoom(Service):
             self._replica[fold(name)] = (node, name)
         elif self._replica.get(fold(name), (None,))[0] == node:
             del self._replica[fold(name)]
+            if kind == "lost":  # swept: its node died, and told nobody
+                notice = presence.notice(presence.Kind.LOST, name)
+                announce(list(self._local.values()), notice, None)
 
     # The room interface
 
@@ -572,23 +605,24 @@ class ClusterRoom(Service):
 
         return self._later(self._call(self._redis.hget(USERS, key)).addCallback(found))
 
-    def names(self) -> Later[list[tuple[str, bool]]]:
+    def names(self) -> Later[list[Listed]]:
         """
         Every registered name, read from Redis itself: exact, never stale.
-        Only this node knows which of its own users are away.
+        Only this node knows which of its own users are held for a resume,
+        away (AWAY) and idle: the users of other nodes are listed by name.
         """
         if not self.available:
             raise RoomUnavailable("Redis is not connected")
 
-        def listed(held: list[str]) -> list[tuple[str, bool]]:
+        def entries(held: list[str]) -> list[Listed]:
             names = []
             for entry in held:
                 node, name = entry.split(" ", 1)
                 local = self._local.get(fold(name)) if node == self.node else None
-                names.append((name, local is not None and local.away))
+                names.append((name, False, None, None) if local is None else listed(local))
             return names
 
-        return self._later(self._call(self._redis.hvals(USERS)).addCallback(listed))
+        return self._later(self._call(self._redis.hvals(USERS)).addCallback(entries))
 
     def replace(self, old: Member, new: Member) -> None:
         """Put C{new} in C{old}'s place (away and back); Redis is unchanged."""
@@ -602,9 +636,19 @@ class ClusterRoom(Service):
         for data in lines:
             # Each line as a broadcast of its own: a delivery may drop a member.
             remote = len(self._replica) - len(self._local)
-            local = [m for m in self._local.values() if m is not sender]
+            local, ignoring, held = audience(self._local.values(), sender)
             if remote:
                 self.publish(BROADCASTS, f"{self.node}\n" + data.decode())
             outcomes = [member.deliver(data) for member in local]
             reached = max(remote, 0) + len(outcomes) - outcomes.count(Delivery.DROPPED)
-            yield reached, outcomes.count(Delivery.HELD)
+            yield reached + ignoring, outcomes.count(Delivery.HELD) + held
+
+    def announce(self, lines: presence.Notice, sender: Member | None) -> int:
+        """
+        A presence notice to this node's users, and to the other nodes' while
+        Redis is there (a notice is not worth refusing a QUIT for). How many
+        of this node's users got it.
+        """
+        if self.available and len(self._replica) > len(self._local):
+            self.publish(PRESENCE, f"{self.node}\n" + presence.joined(lines))
+        return announce(list(self._local.values()), lines, sender)

@@ -12,6 +12,7 @@ import secrets
 from collections import deque
 from typing import Final, Protocol
 
+from chat.core.personal import Prefs
 from chat.core.room import Delivery
 
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{12}")
@@ -50,9 +51,12 @@ class AwaySession:
     @ivar expires: when the grace period ends, in the clock's seconds.
     @ivar dropped: how many held lines were dropped for room.
     @ivar timer: the call that ends the grace period.
+    @ivar prefs: the user's away message and ignore list, kept for the resume.
+    @ivar lastInput: when the user last sent a command, for LIST's idle time.
     """
 
     away = True
+    notices = 0  # nobody is connected to read them
 
     def __init__(self, name: str, token: str, limit: int, expires: float) -> None:
         self.name: str | None = name
@@ -61,6 +65,8 @@ class AwaySession:
         self.held: deque[bytes] = deque(maxlen=limit)
         self.dropped = 0
         self.timer: Timer | None = None
+        self.prefs: Prefs | None = None
+        self.lastInput: float | None = None
 
     def deliver(self, data: bytes) -> Delivery:
         if len(self.held) == self.held.maxlen:

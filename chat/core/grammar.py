@@ -6,8 +6,9 @@ Each line is C{TAG SP rest CRLF}, and the tag says what the line is:
 
   - C{INFO text}: a notice for people (greeting, help, STATUS); may come
     at any time; programs can ignore it.
-  - C{USER name}: one registered user, in answer to LIST (C{(away)} after
-    it for a user in the grace period).
+  - C{USER name (notes)}: one registered user, in answer to LIST, with
+    its idle time, its away message, and whether it is disconnected and
+    held for a resume (the grace period).
   - C{MESG sender: text} / C{BCST sender: text}: a private or broadcast
     message from another user. These are the only lines that carry what a
     user wrote, and only after the sender's name and C{": "}; user text
@@ -17,6 +18,9 @@ Each line is C{TAG SP rest CRLF}, and the tag says what the line is:
     fixed phrases below, C{details} is for people.
   - C{BYE Reason: details}: the server is closing the connection, and why;
     always the last line.
+  - C{PRESENCE KIND name [field]}: a user joined, left, lost the connection
+    or was removed (machine format, after C{NOTICES ON}; the human format
+    says it in an C{INFO} line). Made in L{chat.core.presence}.
 
 Every command gets exactly one C{OK} or C{ERR} line, after any C{USER},
 C{INFO} or replayed lines that belong to it, so a program knows where an
@@ -40,6 +44,11 @@ HELP_TEXT: Final = (
     "MESG <username> <text>  send a private message",
     "BCST <text>             send a message to everyone else",
     "STATUS                  your limits and usage, and the server's",
+    "AWAY [<message>]        mark yourself away (without a message: back)",
+    "BACK                    no longer away",
+    "IGNORE [<username>]     hide what a user writes to you; alone: whom you ignore",
+    "UNIGNORE <username>     stop ignoring a user",
+    "NOTICES ON|OFF          notices of users joining and leaving (human format: on)",
     "MODE MACHINE|HUMAN      switch to the strict format for programs, or back",
     "HELP                    show this help",
     "QUIT                    leave and close the connection",
@@ -52,6 +61,9 @@ OPERATOR_HELP: Final = (
     "BAN <user or address> <minutes> [<reason>]  (operators) refuse a name or an IP address",
     "UNBAN <user or address> (operators) lift a ban",
 )
+
+IDLE_SHOWN: Final = 60
+"""Seconds of idleness from which a human LIST shows it (machine LIST: always)."""
 
 # The fixed ERR reasons, as a program should match them.
 TOO_MANY_USERS: Final = "Too Many Users"
@@ -153,8 +165,22 @@ class Format:
     def bye(self, reason: str, details: str, *fields: object) -> bytes:
         return line(f"BYE {reason}: {details}")
 
-    def user(self, name: str, away: bool) -> bytes:
-        return line(f"USER {name} (away)" if away else f"USER {name}")
+    def user(self, name: str, held: bool, idle: int | None, away: str | None) -> bytes:
+        """
+        One user of LIST: C{held} in the grace period (disconnected),
+        C{idle} seconds since their last command (C{None}: not known here, a
+        user of another node; shown to people from L{IDLE_SHOWN} seconds on,
+        a user who typed within the minute being simply there), and their
+        away message.
+        """
+        if not held and away is None and (idle is None or idle < IDLE_SHOWN):
+            return f"USER {name}\r\n".encode()  # nearly everyone
+        notes = ["disconnected, held for a resume"] if held else []
+        if idle is not None and idle >= IDLE_SHOWN:
+            notes.append(f"idle {idle}s")
+        if away is not None:
+            notes.append(f"away: {away}")
+        return line(f"USER {name} ({'; '.join(notes)})" if notes else f"USER {name}")
 
     def status(self, key: str, human: str, *fields: object) -> bytes:
         return info(f"{key}: {human}")
@@ -179,8 +205,11 @@ class MachineFormat(Format):
     def bye(self, reason: str, details: str, *fields: object) -> bytes:
         return line(" ".join(("BYE", code(reason), *map(str, fields))))
 
-    def user(self, name: str, away: bool) -> bytes:
-        return line(f"USER {name} {'away' if away else 'here'}")
+    def user(self, name: str, held: bool, idle: int | None, away: str | None) -> bytes:
+        """C{USER name here|away idle|- -|AWAY [message]}: the message is the rest of the line."""
+        state = "away" if held else "here"
+        marked = "-" if away is None else f"AWAY {away}"
+        return line(f"USER {name} {state} {'-' if idle is None else idle} {marked}")
 
     def status(self, key: str, human: str, *fields: object) -> bytes:
         return line(" ".join(("STAT", key.lower().replace(" ", "_"), *map(str, fields))))
@@ -189,7 +218,7 @@ class MachineFormat(Format):
         return line(" ".join((tag, *map(str, fields))))
 
 
-MACHINE_VERSION: Final = 1
+MACHINE_VERSION: Final = 2
 HUMAN: Final = Format()
 MACHINE: Final = MachineFormat()
 

@@ -12,9 +12,11 @@ dictionary.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Final, Generic, Protocol, TypeVar
 
+from chat.core.personal import Prefs
+from chat.core.presence import Notice
 from chat.core.text import fold
 
 FLUSH_AT: Final = 64 * 1024
@@ -33,10 +35,23 @@ class Delivery(enum.Enum):
 
 
 class Member(Protocol):
-    """What the room needs of a user: a display name and a mailbox."""
+    """
+    What the room needs of a user: a display name and a mailbox.
+
+    @ivar away: whether the user is held for a resume (their connection
+        dropped, C{--grace}); not the away message of C{AWAY}, in L{prefs}.
+    @ivar notices: which presence notices the user gets (L{chat.core.presence}).
+    @ivar prefs: the away message and ignore list, or C{None} (most users).
+    """
 
     name: str | None
     away: bool
+    notices: int
+    prefs: Prefs | None
+
+    @property
+    def lastInput(self) -> float | None:
+        """When the user last sent a command (clock seconds), or C{None}."""
 
     def deliver(self, data: bytes) -> Delivery:
         """Queue C{data} for the user; must never raise."""
@@ -104,6 +119,65 @@ class Later(Generic[T]):
             callback(self._value)  # type: ignore[arg-type]  # settled: a T
 
 
+Listed = tuple[str, bool, float | None, str | None]
+"""One line of LIST: the name; whether the user is held for a resume (the
+grace period); when it last sent a command (C{None}: not known on this node);
+its away message. A plain tuple: LIST makes one per user."""
+
+
+def listed(member: Member) -> Listed:
+    """What LIST shows of a member this node serves."""
+    prefs = member.prefs
+    return (
+        str(member.name),
+        member.away,
+        member.lastInput,
+        None if prefs is None else prefs.away,
+    )
+
+
+def audience(members: Collection[Member], sender: Member) -> tuple[list[Member], int, int]:
+    """
+    Who of C{members} gets what C{sender} writes: all but the sender and
+    those who ignore it, and how many ignore it (and of those, how many are
+    held for a resume), so that the sender's count is what it would be
+    without them (an ignored sender is not told). Members without
+    preferences, nearly all, cost one check.
+    """
+    plain = [m for m in members if m.prefs is None and m is not sender]
+    if len(plain) >= len(members) - 1:
+        return plain, 0, 0
+    name = str(sender.name)
+    ignoring = held = 0
+    for member in members:
+        prefs = member.prefs
+        if prefs is None or member is sender:
+            continue
+        if prefs.accepts(name):
+            plain.append(member)
+        else:
+            ignoring += 1
+            held += member.away
+    return plain, ignoring, held
+
+
+def announce(members: Collection[Member], lines: Notice, sender: Member | None) -> int:
+    """
+    Hand a presence notice to each of C{members} who wants it, but the
+    C{sender}: the bytes are shared, a member who turned notices off costs
+    a flag check. C{members} is a copy: a delivery may drop a member.
+
+    @return: how many were handed one.
+    """
+    count = 0
+    for member in members:
+        level = member.notices
+        if level and member is not sender:
+            member.deliver(lines[level])
+            count += 1
+    return count
+
+
 class Admission(enum.Enum):
     """The outcome of L{Room.join}."""
 
@@ -138,11 +212,14 @@ class Room(Protocol):
     def replace(self, old: Member, new: Member) -> None:
         """Put C{new} in C{old}'s place under the same name (away and back)."""
 
-    def names(self) -> list[tuple[str, bool]] | Later[list[tuple[str, bool]]]:
-        """Registered names, in order of joining, each with whether it is away."""
+    def names(self) -> list[Listed] | Later[list[Listed]]:
+        """Registered users, in order of joining, with what LIST shows of them."""
 
     def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
         """Deliver each line to every member but C{sender}: C{(reached, held)} per line."""
+
+    def announce(self, lines: Notice, sender: Member | None) -> int:
+        """Hand a presence notice to every member who wants it but C{sender}; how many."""
 
 
 class LocalRoom:
@@ -202,12 +279,19 @@ class LocalRoom:
         new.name = old.name
         self._members[fold(str(old.name))] = self._spelled[str(old.name)] = new
 
-    def names(self) -> list[tuple[str, bool]]:
+    def names(self) -> list[Listed]:
         """
-        Registered names as they were registered, in order of joining, each
-        with whether the user is away.
+        Registered users, names as they were registered, in order of joining,
+        with their away state and the time of their last command.
         """
-        return [(str(member.name), member.away) for member in self._members.values()]
+        return [
+            (name, m.away, m.lastInput, None if m.prefs is None else m.prefs.away)
+            for name, m in self._spelled.items()
+        ]
+
+    def announce(self, lines: Notice, sender: Member | None) -> int:
+        """Hand a presence notice to every member who wants it but C{sender}."""
+        return announce(list(self._members.values()), lines, sender)
 
     def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
         """
@@ -223,7 +307,7 @@ class LocalRoom:
         order with the caller's work between yields.
         """
         # Copied first: a delivery may drop a member, who leaves the room.
-        members = [m for m in self._members.values() if m is not sender]
+        members, ignoring, ignoringHeld = audience(self._members.values(), sender)
         data = b"".join(lines)
         together = members
         apart: list[Member] = []
@@ -235,8 +319,8 @@ class LocalRoom:
             if len(together) < len(members):
                 apart = [member for member in members if not member.ready(size)]
         outcomes = [member.deliver(data) for member in together]
-        reached = len(outcomes) - outcomes.count(Delivery.DROPPED)
-        held = outcomes.count(Delivery.HELD)
+        reached = len(outcomes) - outcomes.count(Delivery.DROPPED) + ignoring
+        held = outcomes.count(Delivery.HELD) + ignoringHeld
         for line in lines:
             each = [member.deliver(line) for member in apart]
             yield (

@@ -21,15 +21,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from chat.core import grammar
+from chat.core import grammar, presence
 from chat.core.away import AwaySession, Timer, is_token, new_token
 from chat.core.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
 from chat.core.limits import Limits, TokenBucket
 from chat.core.moderation import MUTED_VERBS, Answer, Moderation, Refusal
-from chat.core.room import FLUSH_AT, Admission, Delivery, Later, Member, Room, RoomUnavailable
+from chat.core.personal import MAX_IGNORED, Prefs, away_message
+from chat.core.presence import Kind
+from chat.core.room import (
+    FLUSH_AT,
+    Admission,
+    Delivery,
+    Later,
+    Listed,
+    Member,
+    Room,
+    RoomUnavailable,
+)
 from chat.core.stats import Stats
 from chat.core.telnet import TelnetInput
-from chat.core.text import CONTROL_BYTES, NAME_RULE, decode, is_valid_name, split_command
+from chat.core.text import CONTROL_BYTES, NAME_RULE, decode, fold, is_valid_name, split_command
 
 Line = bytes | _LineTooLong
 
@@ -208,8 +219,8 @@ class Session:
         "_inputEnded",
         "_inputSlowed",
         "_joinTimer",
-        "_lastInput",
         "_lines",
+        "_noticesChosen",
         "_out",
         "_outbox",
         "_processing",
@@ -220,14 +231,17 @@ class Session:
         "blocked",
         "format",
         "host",
+        "lastInput",
         "limits",
         "link",
         "log",
         "muted",
         "name",
+        "notices",
         "operFailures",
         "operator",
         "peer",
+        "prefs",
         "room",
         "shared",
         "token",
@@ -248,6 +262,9 @@ class Session:
         self.muted = False  # whether MUTED_VERBS are refused (moderation says why)
         self.operFailures = 0
         self.format: grammar.Format = grammar.HUMAN
+        self.notices = presence.HUMAN
+        self._noticesChosen: bool | None = None
+        self.prefs: Prefs | None = None
         self.blocked = False
         self.unsent = 0
         self._out: list[bytes] = []
@@ -258,7 +275,7 @@ class Session:
         self._telnet = TelnetInput()
         self._lines = LineSplitter(limits.max_line)
         clock = shared.clock
-        self._lastInput = self._connectedAt = now = clock.seconds()
+        self.lastInput = self._connectedAt = now = clock.seconds()
         self._bucket = TokenBucket(limits.rate, limits.burst, now) if limits.rate else None
         self._inputCredit, self._inputAt = limits.input_burst, now
         self._inputSlowed = False
@@ -335,6 +352,8 @@ class Session:
             limit=self.limits.max_outbound,
         )
         self.link.abort()
+        if name is not None:
+            self._announce(Kind.REMOVED, name, "Slow Consumer")
 
     # Leaving
 
@@ -350,8 +369,31 @@ class Session:
         self.link.close()
 
     def bye(self, reason: str, details: str, *fields: object) -> None:
-        """Tell the client why its connection is closed, then close it."""
+        """
+        Tell the client why its connection is closed, then close it. A user
+        an operator removes (KICK, BAN, from any node) is announced to the
+        others as one removed by a limit is (L{remove}).
+        """
+        name = self.name
         self.close(self.format.bye(reason, details, *fields))
+        if name is not None and reason in (grammar.KICKED, grammar.BANNED):
+            self._announce(Kind.REMOVED, name, reason)
+
+    def remove(self, reason: str, details: str, *fields: object) -> None:
+        """
+        The server removes this user for a limit (idle, flooding). The
+        client gets C{BYE reason}, and every other user a presence notice
+        with the reason.
+        """
+        name = self.name
+        self.close(self.format.bye(reason, details, *fields))
+        if name is not None:
+            self._announce(Kind.REMOVED, name, reason)
+
+    def _announce(self, kind: Kind, name: str, *fields: str) -> None:
+        """Tell the others what became of C{name} (made once, for all of them)."""
+        reached = self.room.announce(presence.notice(kind, name, *fields), self)
+        self.shared.stats.relayed["presence"] += reached
 
     def connectionLost(self) -> None:
         """The connection is gone, however it went: the user too."""
@@ -378,11 +420,11 @@ class Session:
         self.name = None
         return name if left else None
 
-    def _goAway(self, how: str = "dropped the connection") -> None:
+    def _goAway(self, how: str = "dropped the connection", kind: Kind = Kind.LOST) -> None:
         """
-        The user is gone without QUIT (C{how}): keep the name and the
-        messages for a resume during the grace period, or free the name at
-        once.
+        The user is gone without QUIT (C{how}, told to the others as
+        C{kind}): keep the name and the messages for a resume during the
+        grace period, or free the name at once.
         """
         name, room, limits = str(self.name), self.room, self.limits
         if not limits.grace:
@@ -395,9 +437,11 @@ class Session:
                     count=len(room),
                     capacity=room.capacity,
                 )
+                self._announce(kind, name)
             return
         clock = self.shared.clock
         away = AwaySession(name, str(self.token), limits.max_held, clock.seconds() + limits.grace)
+        away.prefs, away.lastInput = self.prefs, self.lastInput
         room.replace(self, away)
         self.name = None
         away.timer = clock.callLater(limits.grace, self._graceEnded, away)
@@ -408,6 +452,7 @@ class Session:
             peer=self.peer,
             grace=limits.grace,
         )
+        self._announce(Kind.HELD, name, f"{limits.grace:g}")
 
     def _graceEnded(self, away: AwaySession) -> None:
         away.timer = None
@@ -420,6 +465,7 @@ class Session:
                 users=len(self.room),
                 capacity=self.room.capacity,
             )
+            self.room.announce(presence.notice(Kind.EXPIRED, str(away.name)), None)
 
     # Timers
 
@@ -469,10 +515,10 @@ class Session:
         lines still waiting for flood control are not idleness.
         """
         timeout = self.limits.idle_timeout
-        if self.name is not None and not self._backlog and now - self._lastInput >= timeout:
+        if self.name is not None and not self._backlog and now - self.lastInput >= timeout:
             self.shared.stats.limits["idle_timeout"] += 1
             self.log.info("closing {name}: idle for {timeout}s", name=self.name, timeout=timeout)
-            self.bye(grammar.IDLE_TIMEOUT, f"nothing sent for {timeout:g} seconds", timeout)
+            self.remove(grammar.IDLE_TIMEOUT, f"nothing sent for {timeout:g} seconds", timeout)
 
     # Input
 
@@ -556,12 +602,12 @@ class Session:
             # the name is freed, or held for a resume with --grace, while the
             # last answers are on their way.
             if self.name is not None:
-                self._goAway("ended its input")
+                self._goAway("ended its input", Kind.QUIT)
             self.close()
 
     def _input(self, lines: list[Line]) -> None:
         """Run complete lines now, as far as flood control allows; backlog the rest."""
-        self._lastInput = self.shared.clock.seconds()
+        self.lastInput = self.shared.clock.seconds()
         if b"" in lines:
             # Empty lines get no answer, and cost neither a token nor a place
             # in the backlog (LF CR line ends make one per line).
@@ -591,7 +637,7 @@ class Session:
                 who=self.name or self.peer,
                 limit=limits.max_backlog,
             )
-            self.bye(
+            self.remove(
                 grammar.FLOODING,
                 f"more than {limits.max_backlog} bytes of commands waiting; "
                 f"send at most {limits.rate:g} lines per second",
@@ -867,12 +913,14 @@ class Session:
                     self.token or "-",
                 )
             )
+            self._announce(Kind.JOIN, name)
 
     def _resume(self, away: AwaySession) -> None:
         """Take the name back from an away session and replay what it held."""
         if away.timer is not None and away.timer.active():
             away.timer.cancel()
         self.room.replace(away, self)
+        self.prefs = away.prefs
         # A token seen once (on a shared screen, in a log) must not take the
         # name again later: every resume issues a new one.
         self.token = new_token()
@@ -900,6 +948,7 @@ class Session:
                 dropped,
             )
         )
+        self._announce(Kind.RESUMED, str(self.name))
 
     def _joined(self) -> None:
         self.muted = self.shared.moderation.isMuted(str(self.name))
@@ -1012,6 +1061,7 @@ class Session:
                 recipient.__class__ is Session  # present, on this node, answering now
                 and recipient is not self
                 and not self.blocked  # a receipt of its own might drop this client
+                and recipient.prefs is None  # not away, ignoring nobody
                 and recipient.ready(len(data))
             ):
                 recipient.deliver(data)  # queued, as ready() said: DELIVERED
@@ -1050,11 +1100,16 @@ class Session:
             self._error(grammar.UNKNOWN_RECIPIENT, f"nobody named {to} is registered", to)
             return
         name = str(recipient.name)  # a recipient dropped by this delivery loses its name
-        outcome = recipient.deliver(data)
-        value = outcome.value
+        prefs = recipient.prefs
+        if prefs is None or prefs.accepts(str(self.name)):
+            outcome = recipient.deliver(data)
+            logged = value = outcome.value
+        else:  # ignored: the sender is told what it would have been told
+            outcome = Delivery.HELD if recipient.away else Delivery.DELIVERED
+            value, logged = outcome.value, "ignored"
         relay_log = self.shared.relay_log
         if relay_log is not None:
-            relay_log.mesg(str(self.name), name, value)
+            relay_log.mesg(str(self.name), name, logged)
         if outcome is Delivery.DROPPED:
             self._error(
                 grammar.MESSAGE_DROPPED,
@@ -1066,6 +1121,10 @@ class Session:
         if outcome is Delivery.HELD:
             details = f"{name} held: {name} lost the connection and gets it on resuming"
             self.deliver(self.format.ok("MESG", details, name, value))
+        elif prefs is not None and prefs.away is not None:
+            away = prefs.away
+            details = f"{name} {value} (away: {away})"
+            self.deliver(self.format.ok("MESG", details, name, value, "AWAY", away))
         else:
             self.deliver(self.format.receipt(name, value))
 
@@ -1134,11 +1193,14 @@ class Session:
     def do_LIST(self, rest: str) -> None:
         self._whenDecided(self.room.names(), self._listed)
 
-    def _listed(self, names: list[tuple[str, bool]]) -> None:
+    def _listed(self, names: list[Listed]) -> None:
         self.log.info("{name} listed {count} users", name=self.name, count=len(names))
-        user = self.format.user
+        user, now = self.format.user, self.shared.clock.seconds()
         self.deliver(
-            b"".join(user(name, away) for name, away in names)
+            b"".join(
+                user(name, held, None if last is None else int(now - last), away)
+                for name, held, last, away in names
+            )
             + self.format.ok("LIST", str(len(names)), len(names))
         )
 
@@ -1155,6 +1217,7 @@ class Session:
             self._error(grammar.USAGE, "MODE MACHINE | MODE HUMAN")
             return
         self.format = grammar.MACHINE if mode == "MACHINE" else grammar.HUMAN
+        self.notices = presence.level(self.format.machine, self._noticesChosen)
         self.deliver(
             self.format.ok(
                 "MODE",
@@ -1247,6 +1310,104 @@ class Session:
         else:
             self.deliver(answer)
 
+    # Presence notices, away and ignore (chat.core.presence, chat.core.personal)
+
+    def do_NOTICES(self, rest: str) -> None:
+        choice = rest.upper()
+        if choice not in ("ON", "OFF"):
+            self._error(grammar.USAGE, "NOTICES ON | NOTICES OFF")
+            return
+        self._noticesChosen = choice == "ON"
+        self.notices = presence.level(self.format.machine, self._noticesChosen)
+        self.log.info("{name} turned notices {choice}", name=self.name, choice=choice.lower())
+        details = "users joining and leaving are shown" if choice == "ON" else "no more notices"
+        self.deliver(self.format.ok("NOTICES", f"{choice.lower()}: {details}", choice))
+
+    def do_AWAY(self, rest: str) -> None:
+        if not rest:
+            self._back("AWAY")
+            return
+        message, cut = away_message(rest)
+        self._prefs().away = message
+        self.log.info("{name} is away: {message!r}", name=self.name, message=message)
+        note = f" (cut to {len(message)} characters)" if cut else ""
+        self.deliver(self.format.ok("AWAY", f"you are away: {message}{note}", "on", message))
+
+    def do_BACK(self, rest: str) -> None:
+        self._back("BACK")
+
+    def _back(self, verb: str) -> None:
+        prefs = self.prefs
+        if prefs is None or prefs.away is None:
+            self.deliver(self.format.ok(verb, "you were not away", "off"))
+            return
+        prefs.away = None
+        self._tidyPrefs()
+        self.log.info("{name} is back", name=self.name)
+        self.deliver(self.format.ok(verb, "you are back", "off"))
+
+    def do_IGNORE(self, rest: str) -> None:
+        if not rest:
+            ignored = list(self.prefs.ignored.values()) if self.prefs is not None else []
+            details = f"{len(ignored)} ignored: {', '.join(ignored)}" if ignored else "0 ignored"
+            self.deliver(self.format.ok("IGNORE", details, len(ignored), *ignored))
+            return
+        name = self._ignorable(rest)
+        if name is not None:
+            self._whenDecided(self.room.find(name), self._ignoreFound, name)
+
+    def _ignorable(self, rest: str) -> str | None:
+        """The name of IGNORE, or C{None} once refused (usage, yourself, too many)."""
+        if not is_valid_name(rest):
+            self._error(grammar.USAGE, f"IGNORE <username>, where a username is {NAME_RULE}")
+            return None
+        if fold(rest) == fold(str(self.name)):
+            self._error(grammar.USAGE, "you cannot ignore yourself")
+            return None
+        prefs = self.prefs
+        full = prefs is not None and len(prefs.ignored) >= MAX_IGNORED
+        if full and prefs is not None and fold(rest) not in prefs.ignored:
+            self._error(
+                grammar.USAGE,
+                f"you ignore {MAX_IGNORED} users, the most; UNIGNORE one first",
+                MAX_IGNORED,
+            )
+            return None
+        return rest
+
+    def _ignoreFound(self, member: Member | None, name: str) -> None:
+        if member is None or member.name is None:
+            self._error(grammar.UNKNOWN_RECIPIENT, f"nobody named {name} is registered", name)
+            return
+        name = member.name
+        self._prefs().ignored[fold(name)] = name
+        self.log.info("{name} ignores {other}", name=self.name, other=name)
+        self.deliver(self.format.ok("IGNORE", f"{name}: nothing {name} writes reaches you", name))
+
+    def do_UNIGNORE(self, rest: str) -> None:
+        if not is_valid_name(rest):
+            self._error(grammar.USAGE, f"UNIGNORE <username>, where a username is {NAME_RULE}")
+            return
+        prefs = self.prefs
+        name = prefs.ignored.pop(fold(rest), None) if prefs is not None else None
+        if name is None:
+            self.deliver(self.format.ok("UNIGNORE", f"{rest}: you were not ignoring {rest}", rest))
+            return
+        self._tidyPrefs()
+        self.log.info("{name} no longer ignores {other}", name=self.name, other=name)
+        self.deliver(self.format.ok("UNIGNORE", f"{name}: you see what {name} writes", name))
+
+    def _prefs(self) -> Prefs:
+        """This user's preferences, made on first use (most users have none)."""
+        if self.prefs is None:
+            self.prefs = Prefs()
+        return self.prefs
+
+    def _tidyPrefs(self) -> None:
+        """Back to none once empty: the message paths check only for C{None}."""
+        if self.prefs is not None and self.prefs.empty():
+            self.prefs = None
+
     def do_QUIT(self, rest: str) -> None:
         name = self._leave()
         if name is not None:
@@ -1256,6 +1417,7 @@ class Session:
                 count=len(self.room),
                 capacity=self.room.capacity,
             )
+            self._announce(Kind.QUIT, name)
         else:
             self.log.info("unregistered {peer} quit", peer=self.peer)
         self.close(self.format.ok("QUIT", "Bye"))

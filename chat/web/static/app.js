@@ -9,18 +9,19 @@
  * line, in order, so the commands sent and not yet answered are kept in a
  * queue and each OK or ERR answers the oldest.
  *
- * The protocol has no join or leave notices, so the list of users is kept
- * live by sending LIST every few seconds while the page is visible, and at
- * once after joining, on a message from someone not listed and on an
- * unknown recipient; the page derives "joined" and "left" notices by
- * comparing two lists.
+ * The list of users comes from LIST once after joining (and again on a
+ * message from someone not listed, or an unknown recipient), and is kept
+ * live by the server's presence notices (README, "Presence"): "INFO name
+ * joined", "INFO name left", ... which the human format sends unasked.
  *
  * Everything that comes from the server is put in the page with textContent,
  * never as markup: a message is text, whatever it contains.
  */
 (() => {
-  const POLL_MS = 5000; // while the page is visible; and at once when it shows again
   const MAX_ROWS = 500;
+  // The presence notices of the human format: INFO name what-happened.
+  const PRESENCE = /^([A-Za-z0-9]+) (joined|left|lost the connection|was disconnected by the server|did not come back|is back)/;
+  const GONE = new Set(["left", "lost the connection", "was disconnected by the server", "did not come back"]);
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -42,8 +43,7 @@
   let target = null; // where a message goes: a user's name, or null for everyone
   let pending = []; // commands sent and not answered yet, oldest first
   let listing = null; // the USER names of the LIST being answered
-  let users = null; // the names of the last LIST
-  let poll = null; // the LIST timer, while registered
+  let users = null; // the names of the last LIST, kept live by presence notices
   let bye = null; // the BYE line's text, when the server said why it closes
   let quitting = false;
   let resume = null; // { name, token } to take our name back after a drop
@@ -141,7 +141,6 @@
 
   function closed(event) {
     socket = null;
-    stopPolling();
     me = null;
     pending = [];
     listing = null;
@@ -171,7 +170,7 @@
     const rest = space < 0 ? "" : line.slice(space + 1);
     switch (tag) {
       case "INFO":
-        addRow("info", el("span", "text", rest));
+        if (!presence(rest)) addRow("info", el("span", "text", rest));
         break;
       case "USER": // USER name, maybe followed by a note such as "(away)"
         if (listing) listing.push(rest.split(" ")[0]);
@@ -193,6 +192,22 @@
       default: // not in the grammar this page knows: show it as it came
         addRow("info", el("span", "text", line));
     }
+  }
+
+  // A presence notice: the list changes, and the row says what happened.
+  function presence(text) {
+    const match = PRESENCE.exec(text);
+    if (match === null) return false;
+    const [, name, what] = match;
+    if (users !== null && what === "joined" && !users.some((old) => same(old, name))) {
+      users = users.concat([name]);
+    } else if (users !== null && GONE.has(what) && !(what === "lost the connection" && text.includes("; the name is held"))) {
+      users = users.filter((old) => !same(old, name));
+      if (same(name, target)) choose(null);
+    }
+    renderUsers();
+    addRow("notice", el("span", "text", text));
+    return true;
   }
 
   function relayed(kind, rest) {
@@ -280,10 +295,6 @@
     ui.quit.hidden = false;
     choose(null);
     list();
-    stopPolling();
-    poll = setInterval(() => {
-      if (!document.hidden) list(); // nobody is looking: no need to know
-    }, POLL_MS);
   }
 
   // The list of users
@@ -294,24 +305,11 @@
     send("LIST", { verb: "LIST" });
   }
 
-  function stopPolling() {
-    if (poll !== null) clearInterval(poll);
-    poll = null;
-  }
-
   function same(a, b) {
     return a !== null && b !== null && a.toLowerCase() === b.toLowerCase();
   }
 
   function showUsers(names) {
-    if (users !== null) {
-      for (const name of names) {
-        if (!users.some((old) => same(old, name))) addRow("notice", el("span", "text", name + " joined"));
-      }
-      for (const name of users) {
-        if (!names.some((now) => same(now, name))) addRow("notice", el("span", "text", name + " left"));
-      }
-    }
     users = names;
     if (target !== null && !names.some((name) => same(name, target))) choose(null);
     renderUsers();
@@ -381,10 +379,6 @@
     if (!socket || socket.readyState !== WebSocket.OPEN) return;
     quitting = true;
     send("QUIT", { verb: "QUIT" });
-  });
-
-  document.addEventListener("visibilitychange", () => {
-    if (!document.hidden) list();
   });
 
   // Closing or leaving the page is leaving the chat: say so, rather than
