@@ -14,9 +14,9 @@ from prometheus_client.twisted import MetricsResource
 from twisted.application import strports
 from twisted.application.service import IService
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 from chat.server.factory import ChatFactory
+from chat.server.site import CappedSite
 
 
 class ChatCollector(Collector):
@@ -48,4 +48,4 @@ def metrics_service(description: str, factory: ChatFactory) -> IService:
     registry.register(ChatCollector(factory))
     root = Resource()
     root.putChild(b"metrics", MetricsResource(registry))
-    return strports.service(description, Site(root))
+    return strports.service(description, CappedSite(root, factory))
