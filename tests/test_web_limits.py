@@ -249,6 +249,19 @@ def test_a_request_in_time_is_served_and_the_next_one_has_its_own_deadline(
     assert transport.disconnected
 
 
+def test_a_close_after_a_response_is_bounded(capped: ChatFactory) -> None:
+    """HTTP/1.0: Twisted closes after the response, and waits for the client to read it."""
+    served, transport = channel(capped)
+    served.dataReceived(b"GET /missing HTTP/1.0\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.0 404 ")
+    assert transport.disconnecting and not transport.disconnected
+    clock = capped.clock
+    assert isinstance(clock, Clock)
+    clock.advance(5)
+    assert transport.disconnected
+    assert capped.stats.limits["request_timeout"] == 0
+
+
 def test_a_websocket_is_counted_once(capped: ChatFactory) -> None:
     """The HTTP count is handed over to the chat protocol at the upgrade."""
     from chat.web import web_site

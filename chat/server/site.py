@@ -67,7 +67,7 @@ class CappedChannel(HTTPChannel):
     """Whether this connection holds a place in the count."""
     _refused = False
     _timer: IDelayedCall | None = None
-    """The request deadline, or the abort of a refused connection."""
+    """The request deadline, or the abort of a close that takes too long."""
 
     @property
     def _chat(self) -> ChatFactory:
@@ -94,9 +94,15 @@ class CappedChannel(HTTPChannel):
         body = refusal.encode() + b"\n"
         self.transport.write(REFUSED % (len(body), body))
         self.transport.loseConnection()
-        self._timer = chat.clock.callLater(
-            chat.limits.close_timeout, self._abort, "its refusal was not read in time"
-        )
+        self._abortIfOpen()
+
+    def _abortIfOpen(self) -> None:
+        """
+        A close waits for the client to read what is queued (and for a TLS
+        handshake): bound it by C{close_timeout}, as every close.
+        """
+        timeout = self._chat.limits.close_timeout
+        self._startTimer(timeout, f"its last bytes were not read within {timeout}s", None)
 
     def dataReceived(self, data: bytes) -> None:
         if not self._refused:  # a refused connection's request is not read
@@ -104,13 +110,12 @@ class CappedChannel(HTTPChannel):
 
     def _expectRequest(self) -> None:
         """Start the deadline of the next request."""
+        timeout = self._chat.limits.handshake_timeout
+        self._startTimer(timeout, f"no complete request within {timeout}s", "request_timeout")
+
+    def _startTimer(self, timeout: float, why: str, limit: str | None) -> None:
         self._cancelTimer()
-        limits = self._chat.limits
-        self._timer = self._chat.clock.callLater(
-            limits.handshake_timeout,
-            self._abort,
-            f"no complete request within {limits.handshake_timeout}s",
-        )
+        self._timer = self._chat.clock.callLater(timeout, self._abort, why, limit)
 
     def _cancelTimer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -122,9 +127,12 @@ class CappedChannel(HTTPChannel):
         super().allContentReceived()
 
     def requestDone(self, request: Request) -> None:
-        # Before the next request is parsed from what was buffered meanwhile.
+        # Before the next request is parsed from what was buffered meanwhile,
+        # or Twisted closes the connection (which waits for the client).
         if self.persistent:
             self._expectRequest()
+        else:
+            self._abortIfOpen()
         super().requestDone(request)
 
     def handOver(self) -> None:
@@ -135,10 +143,10 @@ class CappedChannel(HTTPChannel):
         self._cancelTimer()
         self._release()
 
-    def _abort(self, why: str) -> None:
+    def _abort(self, why: str, limit: str | None) -> None:
         self._timer = None
-        if not self._refused:
-            self._chat.stats.limits["request_timeout"] += 1
+        if limit is not None:
+            self._chat.stats.limits[limit] += 1
         log.info("aborting the HTTP connection of {peer}: {why}", peer=self._peer, why=why)
         if self.transport is not None:
             cast(Transport, self.transport).abortConnection()
