@@ -27,7 +27,14 @@ class ChatCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         factory, stats = self.factory, self.factory.stats
-        yield GaugeMetricFamily("chat_connections", "Open connections.", factory.peers.total)
+        chat = len(factory.connections)
+        yield GaugeMetricFamily("chat_connections", "Open chat connections.", chat)
+        # The caps count both (chat.server.site); this scrape is one of these.
+        yield GaugeMetricFamily(
+            "chat_http_connections",
+            "Open HTTP connections to --web and --metrics (not WebSockets).",
+            factory.peers.total - chat,
+        )
         yield GaugeMetricFamily("chat_users", "Registered users.", len(factory.room))
         yield GaugeMetricFamily("chat_capacity", "Most registered users.", factory.room.capacity)
         for name, doc, label, counts in (
