@@ -14,10 +14,12 @@ At the protocol level, then against a real C{twistd chat} over real sockets.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import struct
 import time
+from pathlib import Path
 
 import pytest
 from conftest import StartServer
@@ -38,7 +40,7 @@ from chat.core.limits import Limits
 from chat.server.factory import ChatFactory
 from chat.server.site import CappedChannel, CappedSite
 from harness import Client as LineClient
-from server import ChatServer, Client
+from server import ChatServer, Client, self_signed_certificate
 
 PING, PONG, CONTINUATION = 9, 10, 0
 FLOODING = "BYE Flooding: more than 3 pings or empty WebSocket frames at once"
@@ -210,7 +212,7 @@ def test_a_refusal_that_is_not_read_is_aborted(capped: ChatFactory) -> None:
     refused, transport = channel(capped)
     clock = capped.clock
     assert isinstance(clock, Clock)
-    clock.advance(4.9)
+    clock.advance(1.9)
     assert not transport.disconnected
     clock.advance(0.1)
     assert transport.disconnected
@@ -288,12 +290,15 @@ def test_a_websocket_is_counted_once(capped: ChatFactory) -> None:
 
 # A real server, real sockets
 
-SITE_PORT = re.compile(r"Site starting on (\d+)")
+SITE_PORT = re.compile(r"Site (?:\(TLS\) )?starting on (\d+)")
 
 
 def site_port(server: ChatServer) -> int:
-    match = SITE_PORT.search(server.wait_for_log("Site starting on"))
-    assert match is not None
+    """The port of the server's one HTTP site (C{--web} or C{--metrics})."""
+    deadline = time.monotonic() + 5
+    while not (match := SITE_PORT.search(server.log_text())):
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.02)
     return int(match.group(1))
 
 
@@ -534,3 +539,33 @@ def test_a_websocket_is_one_connection_of_its_address(start_server: StartServer)
             break
         assert time.monotonic() < deadline, "the WebSocket's place was never released"
         time.sleep(0.05)
+
+
+def test_tls_web_clients_without_a_request_are_aborted(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """
+    On C{--web ssl:...} the request deadline covers the TLS handshake: a
+    silent client, half a ClientHello, and one refused over C{--max-per-ip}
+    (whose 503 waits for a handshake) are aborted at C{--handshake-timeout}.
+    """
+    key, cert = self_signed_certificate(tmp_path)
+    server = start_server(
+        "--web", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+        "--handshake-timeout", "1", "--close-timeout", "30", "--max-per-ip", "2",
+    )  # fmt: skip
+    port = site_port(server)
+    started = time.monotonic()
+    silent = socket.create_connection(("127.0.0.1", port), timeout=5)
+    half = socket.create_connection(("127.0.0.1", port), timeout=5)
+    half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's start
+    refused = socket.create_connection(("127.0.0.1", port), timeout=5)
+    server.wait_for_log("refused HTTP connection from 127.0.0.1:")
+    for sock in (silent, half, refused):
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(4096) == b""
+        sock.close()
+    elapsed = time.monotonic() - started
+    print(f"\nthree TLS connections without a request closed within {elapsed:.1f} s")
+    assert elapsed < 5
+    assert server.wait_for_log("no complete request within 1.0s").count("within 1.0s") >= 2

@@ -8,8 +8,8 @@ L{PeerCount}, as a chat connection is: an HTTP port is as good a way as any
 other to hold a file descriptor. Over C{--max-per-ip} or
 C{--max-connections} the connection is answered C{503 Service Unavailable}
 with the reason and closed, and aborted if that close has not finished
-within C{close_timeout} (a client that does not read, a TLS handshake that
-never ends).
+within C{handshake_timeout} (a TLS handshake that never ends, a client that
+does not read).
 
 A WebSocket starts as an HTTP request and then becomes a chat connection,
 counted by its L{ChatProtocol} from then on: the channel hands its count
@@ -94,15 +94,15 @@ class CappedChannel(HTTPChannel):
         body = refusal.encode() + b"\n"
         self.transport.write(REFUSED % (len(body), body))
         self.transport.loseConnection()
-        self._abortIfOpen()
+        # The close waits for a TLS handshake: as long as a request may take.
+        self._abortIfOpen(chat.limits.handshake_timeout)
 
-    def _abortIfOpen(self) -> None:
+    def _abortIfOpen(self, timeout: float) -> None:
         """
         A close waits for the client to read what is queued (and for a TLS
-        handshake): bound it by C{close_timeout}, as every close.
+        handshake): bound it, as every close.
         """
-        timeout = self._chat.limits.close_timeout
-        self._startTimer(timeout, f"its last bytes were not read within {timeout}s", None)
+        self._startTimer(timeout, f"it was not closed within {timeout}s", None)
 
     def dataReceived(self, data: bytes) -> None:
         if not self._refused:  # a refused connection's request is not read
@@ -132,7 +132,7 @@ class CappedChannel(HTTPChannel):
         if self.persistent:
             self._expectRequest()
         else:
-            self._abortIfOpen()
+            self._abortIfOpen(self._chat.limits.close_timeout)
         super().requestDone(request)
 
     def handOver(self) -> None:
