@@ -176,7 +176,10 @@ class Options(usage.Options):
             "handshake-timeout",
             None,
             DEFAULTS.handshake_timeout,
-            "Seconds a TLS client gets to finish its handshake, then it is aborted.",
+            (
+                "Seconds a TLS client gets to finish its handshake, and an HTTP client "
+                "a request, then it is aborted."
+            ),
             seconds,
         ],
         [

@@ -157,6 +157,7 @@ def test_metrics_endpoint_is_scraped(start_server: StartServer) -> None:
     text = urllib.request.urlopen(url, timeout=10).read().decode()
     for sample in (
         "chat_connections 3.0",
+        "chat_http_connections 1.0",  # this scrape
         "chat_users 2.0",
         "chat_capacity 10.0",
         'chat_commands_total{verb="JOIN"} 2.0',

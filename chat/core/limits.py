@@ -36,7 +36,8 @@ class Limits:
         connection, before it is aborted.
     @ivar handshake_timeout: seconds a TLS client gets to finish its
         handshake, before its connection is aborted: until then nothing,
-        not even a BYE, can reach it.
+        not even a BYE, can reach it. An HTTP client gets as long to send
+        each whole request (L{chat.server.site}).
     """
 
     max_line: int = 4096

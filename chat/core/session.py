@@ -304,11 +304,8 @@ class Session:
         """
         if self._gone:
             return Delivery.DROPPED
-        if self.blocked:
-            self._queuedWhileBlocked += len(data)
-            if self._queuedWhileBlocked > self.limits.max_outbound:
-                self._dropSlowConsumer()
-                return Delivery.DROPPED
+        if self.blocked and self._overflows(len(data)):
+            return Delivery.DROPPED
         out = self._out
         if not out:
             self._outbox.add(self)
@@ -338,6 +335,29 @@ class Session:
 
     def resume(self) -> None:
         self.blocked = False
+
+    def charge(self, size: int) -> None:
+        """
+        Count C{size} bytes that went to the client's connection without
+        passing through L{deliver} (a WebSocket's pongs, its close frame,
+        its framing): they fill the same buffer, so they count against the
+        same C{max_outbound} while the client does not read.
+        """
+        if self.blocked and not self._gone:
+            self._overflows(size)
+
+    def _overflows(self, size: int) -> bool:
+        """
+        Count C{size} more bytes queued past the full buffer; past
+        C{max_outbound}, drop the client.
+
+        @return: whether the client was dropped.
+        """
+        self._queuedWhileBlocked += size
+        if self._queuedWhileBlocked > self.limits.max_outbound:
+            self._dropSlowConsumer()
+            return True
+        return False
 
     def _dropSlowConsumer(self) -> None:
         self._gone = True

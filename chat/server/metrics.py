@@ -14,9 +14,9 @@ from prometheus_client.twisted import MetricsResource
 from twisted.application import strports
 from twisted.application.service import IService
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 from chat.server.factory import ChatFactory
+from chat.server.site import CappedSite
 
 
 class ChatCollector(Collector):
@@ -27,7 +27,14 @@ class ChatCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         factory, stats = self.factory, self.factory.stats
-        yield GaugeMetricFamily("chat_connections", "Open connections.", factory.peers.total)
+        chat = len(factory.connections)
+        yield GaugeMetricFamily("chat_connections", "Open chat connections.", chat)
+        # The caps count both (chat.server.site); this scrape is one of these.
+        yield GaugeMetricFamily(
+            "chat_http_connections",
+            "Open HTTP connections to --web and --metrics (not WebSockets).",
+            factory.peers.total - chat,
+        )
         yield GaugeMetricFamily("chat_users", "Registered users.", len(factory.room))
         yield GaugeMetricFamily("chat_capacity", "Most registered users.", factory.room.capacity)
         for name, doc, label, counts in (
@@ -54,4 +61,4 @@ def metrics_service(description: str, factory: ChatFactory) -> IService:
     registry.register(ChatCollector(factory))
     root = Resource()
     root.putChild(b"metrics", MetricsResource(registry))
-    return strports.service(description, Site(root))
+    return strports.service(description, CappedSite(root, factory))

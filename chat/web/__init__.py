@@ -21,6 +21,7 @@ from twisted.web.server import Request, Site
 from twisted.web.static import File
 
 from chat.server.factory import ChatFactory
+from chat.server.site import CappedChannel, CappedSite
 from chat.web.socket import ChatWebSocketFactory
 
 STATIC: Final = Path(__file__).resolve().parent / "static"
@@ -50,11 +51,26 @@ class StaticFiles(File):
         return body
 
 
+class ChatWebSocketResource(WebSocketResource):
+    """
+    autobahn's resource, which takes the connection over from twisted.web:
+    the HTTP channel first hands its place in the connection count over to
+    the chat protocol, which counts it from the end of the handshake on
+    (L{chat.server.site}).
+    """
+
+    def render(self, request: Request) -> bytes | int:
+        if isinstance(request.channel, CappedChannel):
+            request.channel.handOver()
+        body: bytes | int = super().render(request)  # not annotated
+        return body
+
+
 def web_site(factory: ChatFactory) -> Site:
     """The page at C{/} and the chat over WebSocket at C{/ws}, on one site."""
     root = StaticFiles(str(STATIC))
-    root.putChild(b"ws", WebSocketResource(ChatWebSocketFactory(factory)))
-    return Site(root)
+    root.putChild(b"ws", ChatWebSocketResource(ChatWebSocketFactory(factory)))
+    return CappedSite(root, factory)
 
 
 def web_service(description: str, factory: ChatFactory) -> IService:

@@ -16,7 +16,14 @@ counters are the ones every telnet connection has, with no second copy:
   - flow control is the telnet one: C{ChatProtocol} registers itself as the
     producer of the underlying TCP (or TLS) transport, which pauses it when
     64 KiB are waiting, and a client that stops reading is dropped after
-    C{max_outbound} more bytes.
+    C{max_outbound} more bytes. Every byte autobahn writes counts, not only
+    the lines: its framing, its close frame, and the pong it answers each
+    ping with (L{ChatWebSocketProtocol.sendData});
+  - frames without content (pings, pongs, empty text, binary or
+    continuation frames) cost the server a frame's work each and give the
+    chat nothing: a client may send C{burst} of them at once and C{rate} a
+    second, the numbers of flood control, and past that is closed with
+    C{BYE Flooding} (L{ChatWebSocketProtocol.onFrameBegin}).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chat.core import grammar
+from chat.core.limits import TokenBucket
 from chat.server.factory import ChatFactory
 from chat.server.protocol import ChatProtocol
 
@@ -129,13 +137,21 @@ class WebSocketTransport:
         *lines, self._partial = (self._partial + data).split(grammar.CRLF)
         websocket = self._websocket
         limit = websocket.maxMessagePayloadSize
-        for line in lines:
-            if 0 < limit < len(line):
-                websocket.beginMessage()
-                websocket.sendMessageFrame(line)
-                websocket.endMessage()
-            else:
-                websocket.sendMessage(line)
+        websocket.framed = 0
+        try:
+            for line in lines:
+                if 0 < limit < len(line):
+                    websocket.beginMessage()
+                    websocket.sendMessageFrame(line)
+                    websocket.endMessage()
+                else:
+                    websocket.sendMessage(line)
+        finally:
+            framed, websocket.framed = websocket.framed, None
+        # The session counted the lines (with their CRLF, which is not sent);
+        # the frame headers of long lines are more.
+        if framed > len(data):
+            websocket.charge(framed - len(data))
 
     def writeSequence(self, data: list[bytes]) -> None:
         self.write(b"".join(data))
@@ -194,6 +210,10 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     chat: ChatProtocol | None = None
     connection: Connection
     maxMessagePayloadSize: int
+    framed: int | None = None
+    """While the chat's lines are written: the bytes autobahn wrote for them."""
+    _emptyFrames: TokenBucket | None = None
+    """The flood control of frames without content, once open (if any)."""
 
     def onConnect(self, request: ConnectionRequest) -> None:
         host = request.headers.get("host", "")
@@ -214,9 +234,67 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         assert self.transport is not None  # the handshake came through it
         connection = self.connection = cast(Connection, self.transport)
         connection.unregisterProducer()
-        chat = self.factory.chat.buildProtocol(connection.getPeer())
+        server = self.factory.chat
+        limits = server.limits
+        if limits.rate:
+            self._emptyFrames = TokenBucket(limits.rate, limits.burst, server.clock.seconds())
+        chat = server.buildProtocol(connection.getPeer())
         self.chat = chat
         chat.makeConnection(WebSocketTransport(self))
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """
+        Every byte autobahn writes passes here. The chat's lines were counted
+        by the session as it queued them; anything else (a pong, the close
+        frame) is charged to the session now, so a client that pings and
+        never reads is dropped past C{max_outbound} like any slow reader.
+        """
+        super().sendData(data, sync, chopsize)
+        if self.framed is not None:
+            self.framed += len(data)
+        else:
+            self.charge(len(data))
+
+    def charge(self, size: int) -> None:
+        """Count C{size} bytes written past the session against its outbound limit."""
+        chat = self.chat
+        if chat is not None and chat.session is not None:
+            chat.session.charge(size)
+
+    def onFrameBegin(self) -> None:
+        """
+        Spend a token of the connection's bucket for a frame without content
+        (a control frame, or an empty data frame), and say C{BYE Flooding}
+        when there is none.
+        """
+        frame = self.current_frame
+        bucket = self._emptyFrames
+        if (
+            bucket is not None
+            and (frame.opcode > 7 or not frame.length)
+            and not bucket.grant(self.factory.chat.clock.seconds(), 1)
+        ):
+            self._emptyFramesFlood(bucket)
+        super().onFrameBegin()
+
+    def _emptyFramesFlood(self, bucket: TokenBucket) -> None:
+        self._emptyFrames = None  # one BYE; the close frame follows it
+        chat = self.chat
+        if chat is None or chat.session is None or self.state != WebSocketProtocol.STATE_OPEN:
+            return
+        session = chat.session
+        chat.server.stats.limits["websocket_frames"] += 1
+        log.warn(
+            "disconnecting {who}: flooding, more than {burst} WebSocket frames without "
+            "content at once",
+            who=session.name or session.peer,
+            burst=bucket.burst,
+        )
+        session.bye(
+            grammar.FLOODING,
+            f"more than {bucket.burst} pings or empty WebSocket frames at once; "
+            f"send at most {bucket.rate:g} per second",
+        )
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         chat = self.chat
