@@ -51,7 +51,9 @@ class Client:
 
     def raw(self) -> bytes:
         """The bytes written since the last call, at the end of the reactor turn."""
-        self.protocol.server.outbox.flush()
+        outbox = self.protocol.server.outbox
+        outbox.flushLater()  # presence notices: as if LATER had passed
+        outbox.flush()
         out = self.transport.value()
         self.transport.clear()
         return out

@@ -15,6 +15,7 @@ from twisted.logger import LogEvent, formatEvent
 from chat.core.limits import Limits, PeerCount, TokenBucket
 from chat.core.repeats import INTERVAL, MAX_KEYS, Repeats
 from chat.server.factory import ChatFactory
+from chat.server.outbox import LATER
 from harness import GREETING, Client, logged
 
 OFF = Limits(rate=0, join_timeout=0)
@@ -156,7 +157,7 @@ def test_input_past_its_rate_pauses_reading(clock: Clock, logs: Sequence[LogEven
     ) == 1
     assert connect.factory.stats.limits["input_rate"] == 2  # type: ignore[attr-defined]
     flooder.transport.loseConnection()  # the timer goes with the connection
-    clock.advance(0)  # calm's notice that the flooder left
+    clock.advance(LATER)  # calm's notice that the flooder left
     assert not clock.getDelayedCalls()
 
 

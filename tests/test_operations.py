@@ -39,19 +39,26 @@ def wait_for_ports(server: ChatServer, what: str, count: int = 1) -> list[int]:
 # Transports
 
 
+def openssl_client(port: int, first: bytes) -> subprocess.Popen[bytes]:
+    """The real C{openssl s_client} on C{port}, having sent C{first}."""
+    session = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-quiet"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert session.stdin is not None
+    session.stdin.write(first)
+    session.stdin.flush()
+    return session
+
+
 def test_tls_session_with_openssl_s_client(start_server: StartServer, tmp_path: Path) -> None:
     key, cert = self_signed_certificate(tmp_path)
     server = start_server("--port", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}")
     (tls_port,) = wait_for_ports(server, "ChatFactory (TLS)")
     plain = Client(server.port)
     plain.join("plain")
-    session = subprocess.Popen(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{tls_port}", "-quiet"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert session.stdin is not None and session.stdout is not None
-    session.stdin.write(b"JOIN secure\r\n")
-    session.stdin.flush()
+    session = openssl_client(tls_port, b"JOIN secure\r\n")
+    assert session.stdin is not None
     server.wait_for_log("secure joined")
     assert plain.expect_reply("MESG secure over tls", "OK MESG secure")
     session.stdin.write(b"LIST\r\nQUIT\r\n")
@@ -109,13 +116,8 @@ def test_tls_clients_that_never_finish_the_handshake_are_aborted(
         assert time.monotonic() < deadline, server.log_text()
         time.sleep(0.02)
     # A client that completes the handshake is not affected.
-    session = subprocess.Popen(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{tls_port}", "-quiet"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert session.stdin is not None and session.stdout is not None
-    session.stdin.write(b"JOIN late\r\n")
-    session.stdin.flush()
+    session = openssl_client(tls_port, b"JOIN late\r\n")
+    assert session.stdin is not None
     server.wait_for_log("late joined")
     time.sleep(1.5)  # past the handshake deadline
     session.stdin.write(b"QUIT\r\n")

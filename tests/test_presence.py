@@ -21,6 +21,7 @@ from chat.core.limits import Limits
 from chat.core.personal import MAX_AWAY, MAX_IGNORED
 from chat.core.room import Delivery, LocalRoom
 from chat.server.factory import ChatFactory
+from chat.server.outbox import LATER
 from harness import Client, connector, logged
 from server import ChatServer
 from server import Client as SocketClient
@@ -50,6 +51,41 @@ UNREGISTERED = "ERR Unregistered User: register first with JOIN <username>; HELP
 
 
 # Presence notices
+
+
+def test_notices_wait_a_little_for_what_follows_but_nothing_overtakes_them(
+    connect: Connect, clock: Clock
+) -> None:
+    """
+    A busy room's joins and leaves cost an idle user one write per
+    L{LATER}, not one each; a message to that user goes at the end of its
+    turn as always, with the notices before it in front of it.
+    """
+    ann = connect("ann")
+    ann.lines()
+    writes = []
+    ann.transport.write = writes.append  # type: ignore[method-assign]
+    factory = ann.protocol.server
+    for number in range(10):  # a storm: join and leave, one session a turn
+        visitor = Client(factory, 2000 + number)  # read nothing: that would flush
+        visitor.protocol.dataReceived(b"JOIN v%d\r\nQUIT\r\n" % number)
+        clock.advance(0)  # the end of the turn
+    assert writes == []
+    clock.advance(LATER)
+    assert len(writes) == 1
+    assert writes[0].decode().splitlines() == [
+        line for number in range(10) for line in (f"INFO v{number} joined", f"INFO v{number} left")
+    ]
+    del writes[:]
+    bob = Client(factory, 3000)
+    bob.protocol.dataReceived(b"JOIN bob\r\n")
+    clock.advance(0)
+    assert writes == []  # the notice waits...
+    bob.protocol.dataReceived(b"MESG ann hi\r\n")
+    clock.advance(0)  # ...not the message, which takes it along, in order
+    assert writes == [b"INFO bob joined\r\nMESG bob: hi\r\n"]
+    clock.advance(LATER)
+    assert len(writes) == 1
 
 
 def test_join_quit_and_drop_are_told_to_the_others_not_to_the_user(connect, logs) -> None:

@@ -197,6 +197,7 @@ class WebSocketClient:
 
     def messages(self) -> list[str]:
         """The text messages received since the last call (close frames noted)."""
+        self._outbox.flushLater()  # presence notices: as if LATER had passed
         self._outbox.flush()  # the end of the reactor turn
         frames, self._buffer = parse_frames(self._buffer + self.transport.value())
         self.transport.clear()

@@ -59,6 +59,7 @@ def joined(factory: ChatFactory) -> WebSocketClient:
 
 def texts(client: WebSocketClient) -> list[str]:
     """The text messages received since the last call, pongs left aside."""
+    client.protocol.factory.chat.outbox.flushLater()  # presence notices, as if LATER passed
     client.protocol.factory.chat.outbox.flush()  # the end of the reactor turn
     frames, _ = parse_frames(client.transport.value())
     client.transport.clear()

@@ -230,14 +230,31 @@ class LocalRoom:
     @ivar capacity: the most members registered at once.
     """
 
-    __slots__ = ("_members", "_spelled", "capacity")
+    __slots__ = ("_arrived", "_counted", "_later", "_members", "_notices", "_spelled", "capacity")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        later: Callable[[LocalRoom], None] | None = None,
+        counted: Callable[[int], None] | None = None,
+    ) -> None:
+        """
+        @param later: makes presence notices wait: called with the room when
+            the first notice waits, so that L{flush} is called a little later
+            (L{chat.server.outbox.Outbox.later}); without it each notice is
+            handed on at once.
+        @param counted: told how many notices were handed on, at L{flush}.
+        """
         self.capacity = capacity
         self._members: dict[str, Member] = {}
         # The same members by their names as registered: most lookups use
         # that spelling and are spared the folding.
         self._spelled: dict[str, Member] = {}
+        self._later = later
+        self._counted = counted
+        self._notices: list[tuple[Notice, Member | None]] = []
+        # Members who arrived while notices wait: the first they may get.
+        self._arrived: dict[Member, int] = {}
 
     def __len__(self) -> int:
         return len(self._members)
@@ -254,6 +271,8 @@ class LocalRoom:
             return Admission.TAKEN
         self._members[key] = self._spelled[name] = member
         member.name = name
+        if self._later is not None:  # notices that wait are not for it, nor its own
+            self._arrived[member] = len(self._notices)
         return Admission.JOINED
 
     def leave(self, member: Member) -> bool:
@@ -265,19 +284,29 @@ class LocalRoom:
         if member.name is None or self._members.get(fold(member.name)) is not member:
             return False
         del self._members[fold(member.name)], self._spelled[member.name]
+        self._arrived.pop(member, None)
         return True
 
     def find(self, name: str) -> Member | None:
-        """The member registered as C{name}, in any case, or C{None}."""
+        """
+        The member registered as C{name}, in any case, or C{None}, to relay
+        a message to: the notices that wait go first.
+        """
+        if self._notices:
+            self.flush()
+        return self.findLocal(name)
+
+    def findLocal(self, name: str) -> Member | None:
+        """The member registered as C{name} (every member of this room is local)."""
         member = self._spelled.get(name)
         return member if member is not None else self._members.get(fold(name))
-
-    findLocal = find  # every member of a single room is local
 
     def replace(self, old: Member, new: Member) -> None:
         """Put C{new} in C{old}'s place under the same name (away and back)."""
         new.name = old.name
         self._members[fold(str(old.name))] = self._spelled[str(old.name)] = new
+        if self._later is not None:
+            self._arrived[new] = len(self._notices)
 
     def names(self) -> list[Listed]:
         """
@@ -290,8 +319,54 @@ class LocalRoom:
         ]
 
     def announce(self, lines: Notice, sender: Member | None) -> int:
-        """Hand a presence notice to every member who wants it but C{sender}."""
-        return announce(list(self._members.values()), lines, sender)
+        """
+        Hand a presence notice to every member who wants it but C{sender},
+        at once (and say to how many), or, with C{later}, at L{flush}
+        (and say 0: the count goes to C{counted} then).
+
+        Waiting is what keeps a busy room cheap: with 1,000 users present,
+        each join or leave is 1,000 deliveries and, at the end of the
+        reactor turn, 1,000 writes; a tenth of a second of them goes to each
+        user in one piece instead. The notices of that time are joined once
+        for all who were there before it; only who arrived meanwhile gets
+        its own part (what came after it, not about itself). A message
+        relayed meanwhile (L{find}, L{broadcast}) first hands on what waits,
+        so that nothing overtakes a notice: "alice joined" comes before
+        alice's first message.
+        """
+        if self._later is None:
+            return announce(list(self._members.values()), lines, sender)
+        if not self._notices:
+            self._later(self)
+        self._notices.append((lines, sender))
+        return 0
+
+    def flush(self) -> None:
+        """Hand on the notices that wait, to every member who wants them."""
+        notices, self._notices = self._notices, []
+        arrived, self._arrived = self._arrived, {}
+        if not notices:
+            return
+        joined: dict[int, bytes] = {}  # by level: all the notices, for who was there
+        count = 0
+        for member in list(self._members.values()):  # a delivery may drop a member
+            level = member.notices
+            if not level:
+                continue
+            start = arrived.get(member)
+            if start is None:  # there before them all: none is about it
+                data = joined.get(level)
+                if data is None:
+                    data = joined[level] = b"".join(lines[level] for lines, _ in notices)
+                count += len(notices)
+            else:
+                mine = [lines[level] for lines, about in notices[start:] if about is not member]
+                data = b"".join(mine)
+                count += len(mine)
+            if data:
+                member.deliver(data)
+        if self._counted is not None:
+            self._counted(count)
 
     def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
         """
@@ -306,6 +381,8 @@ class LocalRoom:
         L{FLUSH_AT}) get each line in turn, so that what it causes is in
         order with the caller's work between yields.
         """
+        if self._notices:  # they go before the broadcast
+            self.flush()
         # Copied first: a delivery may drop a member, who leaves the room.
         members, ignoring, ignoringHeld = audience(self._members.values(), sender)
         data = b"".join(lines)
@@ -323,6 +400,8 @@ class LocalRoom:
         held = outcomes.count(Delivery.HELD) + ignoringHeld
         for line in lines:
             each = [member.deliver(line) for member in apart]
+            if self._notices:  # a delivery dropped someone: told before the reply
+                self.flush()
             yield (
                 reached + len(each) - each.count(Delivery.DROPPED),
                 held + each.count(Delivery.HELD),

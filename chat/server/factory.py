@@ -72,18 +72,25 @@ class ChatFactory(ServerFactory):
             from twisted.internet import reactor
 
             clock = cast(IReactorTime, reactor)
-        self.room: Room = room if room is not None else LocalRoom(max_users)
+        self.outbox = Outbox(clock)
+        self.stats = Stats()
+        self.room: Room = (
+            room
+            if room is not None
+            else LocalRoom(max_users, self.outbox.later, self._noticesDelivered)
+        )
         self.limits = limits or Limits()
         self.relay_log = relay_log
         self.clock = clock
-        self.outbox = Outbox(clock)
         self.started = clock.seconds()
-        self.stats = Stats()
         self.peers = PeerCount()
         self.repeats = Repeats(clock, SESSION_LOG)
         self.connections: dict[Session, None] = {}
         self.moderation = Moderation(clock, self.room, self.connections, SESSION_LOG)
         self._allClosed: Deferred[None] | None = None
+
+    def _noticesDelivered(self, count: int) -> None:
+        self.stats.relayed["presence"] += count
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         return ChatProtocol(self, *describe(addr))

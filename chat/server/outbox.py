@@ -23,7 +23,7 @@ C{transport.write}, so order and flow control are Twisted's.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -37,17 +37,24 @@ class Sender(Protocol):
     def flush(self) -> None: ...
 
 
+LATER: Final = 0.1
+"""Seconds a presence notice may wait for what follows it to the same user."""
+
+
 class Outbox:
     """
     The connections with bytes gathered in this reactor turn, flushed
-    together by one call scheduled at the first of them.
+    together by one call scheduled at the first of them; and those whose
+    bytes may wait (presence notices), flushed L{LATER} seconds after the
+    first of them.
     """
 
-    __slots__ = ("_callLater", "_dirty")
+    __slots__ = ("_callLater", "_dirty", "_waiting")
 
     def __init__(self, clock: IReactorTime) -> None:
         self._callLater = clock.callLater
         self._dirty: list[Sender] | None = None
+        self._waiting: list[Sender] | None = None
 
     def add(self, sender: Sender) -> None:
         """C{sender} has gathered its first bytes of this turn."""
@@ -56,14 +63,30 @@ class Outbox:
             self._callLater(0, self.flush)
         self._dirty.append(sender)
 
+    def later(self, sender: Sender) -> None:
+        """C{sender} has gathered what may wait (see L{LATER}): presence notices."""
+        if self._waiting is None:
+            self._waiting = []
+            self._callLater(LATER, self.flushLater)
+        self._waiting.append(sender)
+
     def flush(self) -> None:
         """
         Hand on the bytes gathered by every connection, in order; one that
         fails does not hold up the others.
         """
         dirty, self._dirty = self._dirty, None
-        for sender in dirty or ():
-            try:
-                sender.flush()
-            except Exception:  # noqa: BLE001 - logged; the other connections still get theirs
-                log.failure("sending the output of {sender!r} failed", sender=sender)
+        _flush(dirty)
+
+    def flushLater(self) -> None:
+        """Hand on what was let wait (a connection flushed since has nothing left)."""
+        waiting, self._waiting = self._waiting, None
+        _flush(waiting)
+
+
+def _flush(senders: list[Sender] | None) -> None:
+    for sender in senders or ():
+        try:
+            sender.flush()
+        except Exception:  # noqa: BLE001 - logged; the other connections still get theirs
+            log.failure("sending the output of {sender!r} failed", sender=sender)

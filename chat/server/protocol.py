@@ -111,29 +111,12 @@ class ChatProtocol(LineReceiver):
             self._handshakeCall = server.clock.callLater(timeout, self._handshakeLate, timeout)
         banned = server.moderation.addressRefusal(self.host)
         if banned is not None:
-            why, bye = banned
-            server.repeats.info(
-                "refused connections",
-                self.host,
-                "refused connection from {peer}: {why}",
-                peer=self.peer,
-                why=why,
-            )
-            self.link.write(bye)
-            self.close()
+            self._refuse(*banned)
             return
         refusal = server.peers.admit(self.host, server.limits, self._makeRoom)
         if refusal is not None:
             server.stats.limits["max_connections"] += 1
-            server.repeats.info(
-                "refused connections",
-                self.host,
-                "refused connection from {peer}: {why}",
-                peer=self.peer,
-                why=refusal,
-            )
-            self.link.write(grammar.HUMAN.bye(grammar.TOO_MANY_CONNECTIONS, refusal))
-            self.close()
+            self._refuse(refusal, grammar.HUMAN.bye(grammar.TOO_MANY_CONNECTIONS, refusal))
             return
         # Chat lines are small and a reader may never write back: with
         # Nagle's algorithm each line would wait for the delayed ACK of the
@@ -147,6 +130,18 @@ class ChatProtocol(LineReceiver):
         self.link.registerProducer(self, True)
         self.session = Session(server, self, SESSION_LOG, self.host, self.peer)
         server.connections[self.session] = None
+
+    def _refuse(self, why: str, bye: bytes) -> None:
+        """Refuse this connection: a status line (summarised per address), a BYE, a close."""
+        self.server.repeats.info(
+            "refused connections",
+            self.host,
+            "refused connection from {peer}: {why}",
+            peer=self.peer,
+            why=why,
+        )
+        self.link.write(bye)
+        self.close()
 
     def dataReceived(self, data: bytes) -> None:
         session = self.session
