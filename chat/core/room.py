@@ -38,6 +38,10 @@ class Member(Protocol):
     name: str | None
     away: bool
 
+    @property
+    def machine(self) -> bool:
+        """Whether the user reads the machine format (an action's line differs)."""
+
     def deliver(self, data: bytes) -> Delivery:
         """Queue C{data} for the user; must never raise."""
 
@@ -138,8 +142,14 @@ class Room(Protocol):
     def names(self) -> list[tuple[str, bool]] | Later[list[tuple[str, bool]]]:
         """Registered names, in order of joining, each with whether it is away."""
 
-    def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
-        """Deliver each line to every member but C{sender}: C{(reached, held)} per line."""
+    def broadcast(
+        self, lines: list[bytes], sender: Member, machine: list[bytes] | None = None
+    ) -> Iterator[tuple[int, int]]:
+        """
+        Deliver each line to every member but C{sender}: C{(reached, held)}
+        per line. With C{machine}, the lines of members who read the machine
+        format (an action's).
+        """
 
 
 class LocalRoom:
@@ -206,9 +216,12 @@ class LocalRoom:
         """
         return [(str(member.name), member.away) for member in self._members.values()]
 
-    def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
+    def broadcast(
+        self, lines: list[bytes], sender: Member, machine: list[bytes] | None = None
+    ) -> Iterator[tuple[int, int]]:
         """
-        Deliver each of C{lines} to every member but C{sender}, yielding
+        Deliver each of C{lines} (or of C{machine}, to a member who reads
+        the machine format, when given) to every member but C{sender}, yielding
         C{(reached, held)} once each line is delivered: how many members it
         reached, and how many of those hold it until they are back.
 
@@ -231,11 +244,17 @@ class LocalRoom:
             together = [member for member in members if member.ready(size)]
             if len(together) < len(members):
                 apart = [member for member in members if not member.ready(size)]
-        outcomes = [member.deliver(data) for member in together]
+        if machine is None:
+            outcomes = [member.deliver(data) for member in together]
+        else:
+            forms = b"".join(machine)
+            outcomes = [member.deliver(forms if member.machine else data) for member in together]
         reached = len(outcomes) - outcomes.count(Delivery.DROPPED)
         held = outcomes.count(Delivery.HELD)
-        for line in lines:
-            each = [member.deliver(line) for member in apart]
+        # Each member apart with the lines in its format.
+        own = [(m, machine if machine is not None and m.machine else lines) for m in apart]
+        for index in range(len(lines)):
+            each = [member.deliver(mine[index]) for member, mine in own]
             yield (
                 reached + len(each) - each.count(Delivery.DROPPED),
                 held + each.count(Delivery.HELD),

@@ -14,6 +14,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
 from chat.core import grammar
+from chat.core.history import History, LocalHistory
 from chat.core.limits import Limits, PeerCount
 from chat.core.room import LocalRoom, Room
 from chat.core.session import Session
@@ -48,6 +49,10 @@ class ChatFactory(ServerFactory):
         C{None} for none (they are always counted in the metrics).
     @ivar shutdown_grace: seconds that clients get to read the shutdown
         notice before their connections are aborted.
+    @ivar history: the broadcasts kept for HISTORY.
+    @ivar greeting: what every new connection is sent first: the greeting,
+        which says how many broadcasts are kept, then the message of the
+        day (L{setMotd}).
     """
 
     log = Logger()
@@ -60,6 +65,8 @@ class ChatFactory(ServerFactory):
         clock: IReactorTime | None = None,
         room: Room | None = None,
         relay_log: RelayLog | None = RELAY_LOG,
+        history: History | None = None,
+        motd: bytes = b"",
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -68,6 +75,8 @@ class ChatFactory(ServerFactory):
         self.room: Room = room if room is not None else LocalRoom(max_users)
         self.limits = limits or Limits()
         self.relay_log = relay_log
+        self.history: History = history if history is not None else LocalHistory()
+        self.setMotd(motd)
         self.clock = clock
         self.outbox = Outbox(clock)
         self.started = clock.seconds()
@@ -75,6 +84,11 @@ class ChatFactory(ServerFactory):
         self.peers = PeerCount()
         self.connections: set[Session] = set()
         self._allClosed: Deferred[None] | None = None
+
+    def setMotd(self, motd: bytes) -> None:
+        """Greet new connections with C{motd}, the INFO lines of a message of the day."""
+        self.motd = motd
+        self.greeting = grammar.greeting(self.history.size) + motd
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         return ChatProtocol(self, *describe(addr))
