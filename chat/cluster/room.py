@@ -549,6 +549,8 @@ class ClusterRoom(Service):
         """The last C{count} broadcasts kept in Redis, oldest first."""
         if not self.available:
             raise RoomUnavailable("Redis is not connected")
+        if self._kept:
+            self._flush()  # what this turn broadcast, then the read: in order
 
         def entries(kept: list[str]) -> list[Entry]:
             return [decode_entry(entry) for entry in reversed(kept)]
