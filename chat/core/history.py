@@ -51,8 +51,9 @@ class LocalHistory:
         self._kept: deque[Entry] = deque(maxlen=size)
 
     def keep(self, when: float, verb: str, sender: str, texts: list[str]) -> None:
-        if self.size:
-            self._kept.extend([(when, verb, sender, text) for text in texts])
+        append = self._kept.append  # a loop: cheaper than a comprehension for a line or two
+        for text in texts:
+            append((when, verb, sender, text))
 
     def recent(self, count: int) -> list[Entry]:
         kept = self._kept
