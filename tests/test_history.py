@@ -15,10 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
+from twisted.python import usage
 
 from chat.core.history import LocalHistory, decode_entry, encode_entry, wanted
 from chat.core.limits import Limits
 from chat.server.factory import ChatFactory
+from chat.tap import Options, makeService
 from harness import Client, connector, logged
 from server import Client as SocketClient
 
@@ -354,3 +356,20 @@ def test_history_zero_over_real_sockets(start_server: StartServer) -> None:
     assert alice.expect_reply("BCST into the void", "OK BCST 0")
     assert alice.command("HISTORY") == ["INFO This server keeps no broadcasts.", "OK HISTORY 0"]
     assert alice.expect_reply("HISTORY 1", "ERR Usage: HISTORY: this server keeps no broadcasts")
+
+
+# The option
+
+
+def test_the_history_option() -> None:
+    def size(*args: str) -> int:
+        options = Options()
+        options.parseOptions(list(args))
+        return makeService(options).factory.history.size
+
+    assert size() == 50
+    assert size("--history", "7") == 7
+    assert size("--history", "0") == 0
+    for bad in ("-1", "lots"):
+        with pytest.raises(usage.UsageError):
+            Options().parseOptions(["--history", bad])
