@@ -251,10 +251,12 @@ class LocalRoom:
             outcomes = [member.deliver(forms if member.machine else data) for member in together]
         reached = len(outcomes) - outcomes.count(Delivery.DROPPED)
         held = outcomes.count(Delivery.HELD)
-        # Each member apart with the lines in its format.
-        own = [(m, machine if machine is not None and m.machine else lines) for m in apart]
-        for index in range(len(lines)):
-            each = [member.deliver(mine[index]) for member, mine in own]
+        for index, line in enumerate(lines):
+            if machine is None:
+                each = [member.deliver(line) for member in apart]
+            else:
+                form = machine[index]
+                each = [member.deliver(form if member.machine else line) for member in apart]
             yield (
                 reached + len(each) - each.count(Delivery.DROPPED),
                 held + each.count(Delivery.HELD),
