@@ -302,6 +302,24 @@ def test_a_row_of_broadcasts_and_actions_keeps_its_order(connect: Connect) -> No
     ]
 
 
+def test_a_row_of_actions_reaches_readers_and_those_not_reading_in_their_format(
+    connect: Connect,
+) -> None:
+    alice, bob, bot = connect("alice"), connect("bob"), connect()
+    bot.send("MODE MACHINE")
+    bot.send("JOIN bot")
+    bot.protocol.pauseProducing()  # its transport is full: it gets each line on its own
+    assert alice.send(b"ME one\r\nme two\r\nME\tthree\r\n") == ["OK ME 2"] * 3
+    assert bob.lines() == ["* alice one", "* alice two", "* alice three"]
+    bot.protocol.resumeProducing()
+    assert bot.lines() == ["ACTION alice one", "ACTION alice two", "ACTION alice three"]
+    assert [entry[1:] for entry in alice.protocol.server.history.recent(3)] == [
+        ("ME", "alice", "one"),
+        ("ME", "alice", "two"),
+        ("ME", "alice", "three"),
+    ]
+
+
 # Over real sockets
 
 

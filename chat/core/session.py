@@ -586,6 +586,8 @@ class Session:
                         following = self._mesgs(lines, index, end)
                     elif head == b"BCST":
                         following = self._bcsts(lines, index, end)
+                    elif head.startswith((b"ME ", b"ME\t")):  # a row of actions
+                        following = self._bcsts(lines, index, end, "ME")
                 if following > index:
                     if backlog:
                         self._taken(lines, index, following)
