@@ -64,6 +64,26 @@ def test_local_history_is_bounded_and_replays_oldest_first() -> None:
     assert history.recent(1) == [(3.0, "BCST", "c", "five")]
 
 
+@given(
+    st.integers(min_value=1, max_value=6),
+    st.lists(st.lists(st.text(max_size=2), min_size=1, max_size=5), max_size=12),
+    st.integers(min_value=1, max_value=6),
+)
+def test_local_history_keeps_exactly_the_last_size(
+    size: int, rows: list[list[str]], count: int
+) -> None:
+    history, model = LocalHistory(size), []
+    for when, texts in enumerate(rows):
+        history.keep(float(when), "BCST", "a", texts)
+        model += [(float(when), "BCST", "a", text) for text in texts]
+    kept = model[-size:]
+    assert history.recent(size) == kept
+    if count <= size:
+        assert history.recent(count) == kept[-count:]
+    # At most a row more than size is held, whatever the rows.
+    assert sum(len(row[3]) for row in history._rows) < size + 5
+
+
 def test_a_history_of_zero_keeps_nothing() -> None:
     history = LocalHistory(0)
     history.keep(1.0, "BCST", "a", ["one"])

@@ -13,7 +13,6 @@ so that every node replays the same ones, and answers with a L{Later}.
 from __future__ import annotations
 
 from collections import deque
-from itertools import repeat
 from typing import Final, Protocol
 
 from chat.core.room import Later
@@ -43,24 +42,42 @@ class History(Protocol):
 
 
 class LocalHistory:
-    """The broadcasts of one process, in a deque bounded by L{size}."""
+    """
+    The broadcasts of one process, oldest first, at most L{size} of them
+    (plus, for a moment, the rest of the oldest row).
 
-    __slots__ = ("_kept", "size")
+    A session's row of broadcasts (the BCSTs of one read) is kept as one
+    item with the list of its texts: one small allocation a row rather
+    than one a broadcast, which the collector of cycles would count too.
+    """
+
+    __slots__ = ("_count", "_rows", "size")
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
-        self._kept: deque[Entry] = deque(maxlen=size)
+        self._rows: deque[tuple[float, str, str, list[str]]] = deque()
+        self._count = 0  # the texts in _rows
 
     def keep(self, when: float, verb: str, sender: str, texts: list[str]) -> None:
-        # The common row of one, and a longer row in a loop at C speed.
-        if len(texts) == 1:
-            self._kept.append((when, verb, sender, texts[0]))
-        else:
-            self._kept.extend(zip(repeat(when), repeat(verb), repeat(sender), texts))
+        """Keep C{texts}; the caller does not change the list afterwards."""
+        if not self.size:
+            return
+        rows = self._rows
+        rows.append((when, verb, sender, texts))
+        self._count += len(texts)
+        # Drop the oldest rows whose texts are no longer among the last size.
+        while self._count - len(rows[0][3]) >= self.size:
+            self._count -= len(rows.popleft()[3])
 
     def recent(self, count: int) -> list[Entry]:
-        kept = self._kept
-        return list(kept)[len(kept) - count :] if count < len(kept) else list(kept)
+        entries: list[Entry] = []
+        for when, verb, sender, texts in reversed(self._rows):
+            entries.extend((when, verb, sender, text) for text in reversed(texts))
+            if len(entries) >= count:
+                break
+        del entries[count:]
+        entries.reverse()
+        return entries
 
 
 def wanted(rest: str, size: int) -> int:
