@@ -35,7 +35,10 @@ class History(Protocol):
         """The most broadcasts kept (C{--history}); 0 keeps none."""
 
     def keep(self, when: float, verb: str, sender: str, texts: list[str]) -> None:
-        """Keep C{texts}, broadcast in this order by C{sender} at C{when}."""
+        """
+        Keep C{texts}, broadcast in this order by C{sender} at C{when}. The
+        list may be kept as it is: the caller leaves it unchanged.
+        """
 
     def recent(self, count: int) -> list[Entry] | Later[list[Entry]]:
         """The last C{count} broadcasts kept (or fewer), oldest first."""
