@@ -18,10 +18,12 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import ILogObserver, Logger, jsonFileLogObserver
 from twisted.python import usage
 
+from chat.core.history import DEFAULT_SIZE, History, LocalHistory
 from chat.core.limits import Limits
 from chat.server.factory import ChatFactory
 from chat.server.logs import DirectRelayLog, RelayLog, TextLogObserver
 from chat.server.moderation import BanFile, read_bans, read_operators, verify_in_thread
+from chat.server.motd import MessageOfTheDay, read_motd
 from chat.server.protocol import ChatProtocol
 
 if TYPE_CHECKING:
@@ -194,6 +196,19 @@ class Options(usage.Options):
             None,
             "Serve the browser client (and its WebSocket at /ws) on this endpoint (e.g. 8080).",
         ],
+        [
+            "history",
+            None,
+            DEFAULT_SIZE,
+            "Broadcasts kept for HISTORY (0: none; private messages never are).",
+            count_limit,
+        ],
+        [
+            "motd",
+            None,
+            None,
+            "Send the text of this file after the greeting (read again on SIGHUP).",
+        ],
         ["log-format", None, "text", "Log as 'text' or 'json' (one JSON event per line)."],
         [
             "redis",
@@ -253,6 +268,12 @@ class Options(usage.Options):
             self["banned"] = read_bans(self["bans"]) if self["bans"] else []
         except ValueError as error:
             raise usage.UsageError(str(error)) from None
+        self["motd-lines"] = b""
+        if self["motd"] is not None:
+            try:
+                self["motd-lines"] = read_motd(self["motd"])
+            except (OSError, ValueError) as error:
+                raise usage.UsageError(f"--motd {self['motd']}: {error}") from None
         self["limits"] = Limits(
             max_line=self["max-line"],
             max_outbound=self["max-outbound"],
@@ -273,7 +294,8 @@ class Options(usage.Options):
 class ChatService(MultiService):
     """
     The listeners plus an orderly shutdown: on SIGTERM or SIGINT, stop
-    accepting connections first, then tell every client and close it.
+    accepting connections first, then tell every client and close it. With
+    a message of the day, SIGHUP reads its file again.
 
     @ivar log_observer: what twistd should log to instead of its own text
         observer, or C{None}.
@@ -286,11 +308,13 @@ class ChatService(MultiService):
         factory: ChatFactory,
         log_observer: ILogObserver | None = None,
         cluster: ClusterRoom | None = None,
+        motd: MessageOfTheDay | None = None,
     ) -> None:
         super().__init__()
         self.factory = factory
         self.log_observer = log_observer
         self.cluster = cluster
+        self.motd = motd
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd creates the application, adds this service, and only then
@@ -314,6 +338,17 @@ class ChatService(MultiService):
         # orderly shutdown is a success: exit 0.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stopOnSignal)
+        if self.motd is not None:
+            signal.signal(signal.SIGHUP, self._reloadOnSignal)
+
+    def _reloadOnSignal(self, signum: int, frame: FrameType | None) -> None:
+        from twisted.internet import reactor
+
+        if self.motd is not None:
+            self.log.info("received SIGHUP, reloading the message of the day")
+            # Read on the reactor's thread, between two events: never in
+            # the middle of a greeting.
+            IReactorFromThreads(reactor).callFromThread(self.motd.reload)
 
     def _stopOnSignal(self, signum: int, frame: FrameType | None) -> None:
         from twisted.internet import reactor
@@ -366,17 +401,23 @@ def makeService(config: Options) -> IService:
 
     limits: Limits = config["limits"]
     cluster = None
+    history: History = LocalHistory(config["history"])
     if config["redis"]:
         from chat.cluster.room import ClusterRoom, default_node_id
 
         node = config["node-id"] or default_node_id()
-        cluster = ClusterRoom(config["max-users"], config["redis"], node, reactor)
+        cluster = ClusterRoom(
+            config["max-users"], config["redis"], node, reactor, history=config["history"]
+        )
+        history = cluster
     observer = log_observer(config)
     factory = ChatFactory(
         max_users=config["max-users"],
         limits=limits,
         room=cluster,
         relay_log=relay_log(config, observer),
+        history=history,
+        motd=config["motd-lines"],
     )
     moderation = factory.moderation
     moderation.operators = config["operator-hashes"]
@@ -387,7 +428,8 @@ def makeService(config: Options) -> IService:
         moderation.keeper = BanFile(config["bans"])
     if cluster is not None:
         moderation.keeper, cluster.moderation = cluster, moderation
-    service = ChatService(factory, log_observer=observer, cluster=cluster)
+    motd = MessageOfTheDay(config["motd"], factory) if config["motd"] is not None else None
+    service = ChatService(factory, log_observer=observer, cluster=cluster, motd=motd)
     for description in config["port"]:
         strports.service(description, factory).setServiceParent(service)
     if limits.idle_timeout:

@@ -14,7 +14,10 @@ from chat.server.protocol import ChatProtocol
 
 GREETING = [
     "INFO Welcome to chat. Register with: JOIN <username>",
-    "INFO Usernames are 1 to 32 ASCII letters and digits. Type HELP for the commands.",
+    (
+        "INFO Usernames are 1 to 32 ASCII letters and digits. Type HELP for the commands, "
+        "HISTORY for the last 50 broadcasts."
+    ),
 ]
 
 

@@ -6,6 +6,7 @@ C{redis-server}, started here on a free port with no persistence.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -256,3 +257,69 @@ def test_a_name_taken_elsewhere_while_cut_off_is_given_up_here(nodes: Nodes, red
     first.expect_eof()
     wait_until(lambda: bob.command("MESG alice hello") == ["OK MESG alice sent"], 15, "sent")
     assert second.read_line() == "MESG bob: hello"
+
+
+def redis_command(redis: Redis, *words: str) -> bytes:
+    """One command to the fixture's Redis in its wire format; the raw reply."""
+    request = f"*{len(words)}\r\n".encode() + b"".join(
+        f"${len(word.encode())}\r\n{word}\r\n".encode() for word in words
+    )
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as connection:
+        connection.sendall(request)
+        return connection.recv(65536)
+
+
+def without_time(lines: list[str]) -> list[str]:
+    return [re.sub(r"^HIST \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", "HIST T ", line) for line in lines]
+
+
+def test_history_and_actions_are_the_clusters(nodes: Nodes, redis: Redis) -> None:
+    """Broadcasts and actions from any node are kept once, in Redis, bounded; any node replays them."""
+    cluster = nodes(2, "--history", "3")
+    ann, bob = Client(cluster[0].port), Client(cluster[1].port)
+    ann.join("ann")
+    bob.sendline("MODE MACHINE")
+    assert bob.read_line() == "OK MODE MACHINE 2"
+    bob.command("JOIN bob")
+    # A BCST counts the users its node knows of (STATUS shows how many).
+    wait_until(lambda: "INFO Users: 2 of 10" in ann.command("STATUS"), 5, "node0 knows bob")
+    assert ann.expect_reply("BCST one", "OK BCST 1")
+    assert bob.read_line() == "BCST ann: one"
+    assert ann.expect_reply("ME waves", "OK ME 1")
+    assert bob.read_line() == "ACTION ann waves"  # in the reader's format, on its node
+    assert bob.expect_reply("ME beeps", "OK ME 1 0")
+    assert ann.read_line() == "* bob beeps"
+    assert bob.expect_reply("MESG ann private", "OK MESG ann sent")
+    assert ann.read_line() == "MESG bob: private"
+    wait_until(lambda: redis_command(redis, "LLEN", "chat:history") == b":3\r\n", 5, "3 kept")
+    assert without_time(ann.command("HISTORY")) == [
+        "HIST T ann: one",
+        "HIST T * ann waves",
+        "HIST T * bob beeps",
+        "OK HISTORY 3",
+    ]
+    assert without_time(bob.command("HISTORY 2")) == [
+        "HIST T ME ann waves",
+        "HIST T ME bob beeps",
+        "OK HISTORY 2",
+    ]
+    # A broadcast and a HISTORY in one read: the HISTORY sees it.
+    ann.send(b"BCST two\r\nHISTORY 1\r\n")
+    assert without_time([ann.read_line() for _ in range(3)]) == [
+        "OK BCST 1",
+        "HIST T ann: two",
+        "OK HISTORY 1",
+    ]
+    assert redis_command(redis, "LLEN", "chat:history") == b":3\r\n"  # bounded
+    assert ann.expect_reply("HISTORY 4", "ERR Usage: HISTORY [<count>]")
+
+
+def test_history_needs_the_cluster(nodes: Nodes, redis: Redis) -> None:
+    (node,) = nodes(1)
+    ann = Client(node.port)
+    ann.join("ann")
+    lose_redis([node], redis)
+    assert ann.command("HISTORY") == [
+        "ERR Cluster Unavailable: the cluster cannot be reached; try again soon"
+    ]
+    assert ann.expect_reply("ME waits", "ERR Cluster Unavailable")  # as a BCST is

@@ -296,7 +296,7 @@ def test_mute_refuses_every_relay_command_with_the_time_left(
     assert bob.lines() == [
         (
             "INFO carol muted you for 10 minutes: flooding the room. "
-            "Your MESG and BCST are refused until then."
+            "Your MESG, BCST and ME are refused until then."
         )
     ]
     assert logged(logs, "carol (operator root) muted bob for 10 minutes: flooding the room")
@@ -317,7 +317,8 @@ def test_mute_refuses_every_relay_command_with_the_time_left(
     ]
     assert dave.lines() == []
     assert carol.lines() == []
-    assert bob.send("ME waves") == ["ERR Unknown Message: ME is not a command; HELP lists them"]
+    assert bob.send("ME waves") == [refusal.format("ME")]
+    assert bob.send(b"ME a\r\nme b\r\n") == [refusal.format("ME")] * 2  # a row of them too
     # Everything else still works; messages to bob still arrive.
     assert dave.send("MESG bob hello") == ["OK MESG bob delivered"]
     assert bob.lines() == ["MESG dave: hello"]
@@ -327,7 +328,7 @@ def test_mute_refuses_every_relay_command_with_the_time_left(
     ]
     bob.send("MODE MACHINE")
     assert bob.send("BCST hi") == ["ERR MUTED carol 19 flooding%20the%20room"]
-    assert factory.moderation.counts["refused_muted"] == 8
+    assert factory.moderation.counts["refused_muted"] == 11  # 8 MESG and BCST, 3 ME
     assert factory.stats.commands["MESG"] >= 5
     assert logged(logs, "refused MESG from bob: muted by carol (", "s left)")
     # The mute ends by itself, and bob is told.
@@ -349,7 +350,7 @@ def test_a_mute_outlives_a_reconnection_and_unmute_lifts_it(
     assert bob.lines() == [
         (
             "INFO carol muted you for 5 minutes; no reason given. "
-            "Your MESG and BCST are refused until then."
+            "Your MESG, BCST and ME are refused until then."
         )
     ]
     bob.send("QUIT")

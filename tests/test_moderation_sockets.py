@@ -107,7 +107,7 @@ def test_operators_moderate_a_real_server(start_server: StartServer, operators: 
     # MUTE: every relay command refused, with the time left.
     assert carol.command("MUTE dave 5 calm down") == ["OK MUTE dave for 5 minutes"]
     assert dave.read_line() == (
-        "INFO carol muted you for 5 minutes: calm down. Your MESG and BCST are refused until then."
+        "INFO carol muted you for 5 minutes: calm down. Your MESG, BCST and ME are refused until then."
     )
     for line in ("MESG bob hi", "BCST hi"):
         assert dave.command(line)[0].startswith("ERR Muted: carol muted you for 5 minutes more")

@@ -120,6 +120,8 @@ def test_help_before_join(connect) -> None:
         "LIST",
         "MESG",
         "BCST",
+        "ME",
+        "HISTORY",
         "HELP",
         "QUIT",
         "AWAY",

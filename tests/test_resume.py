@@ -205,6 +205,7 @@ def test_status_human(connect: Connect, clock: Clock) -> None:
         "INFO Rate: no limit",
         "INFO Outbound: flowing, 0 bytes queued past the buffer, dropped past 1048576",
         "INFO Input: 0 bytes waiting, disconnected past 65536",
+        "INFO History: the last 50 broadcasts are kept; HISTORY replays them",
         "OK STATUS -",
     ]
 

@@ -87,10 +87,13 @@ TEXTS = st.text(alphabet="ab \t\x00\x1b\x7f", min_size=1, max_size=8) | st.text(
     alphabet="a \xe9\u2028\u0085", max_size=4
 )
 BCST_LINES = st.sampled_from(
-    [b"BCST hi", b"bcst  a b ", b"BcSt\t\x01x", b"BCST", b"BCST ", b"BCSTX y", "BCST \xe9".encode()]
-)
+    [b"BCST hi", b"bcst  a b ", b"BcSt\t\x01x", b"BCST", b"BCST ", b"BCSTX y", "BCST \xe9".encode(),
+     b"ME waves", b"me", b"ME \xc3\xa9 x"]
+)  # fmt: skip
 # STATUS shows the flood-control budget and the input waiting, as line by line.
-OTHER_LINES = st.sampled_from([b"LIST", b"STATUS", b"MESG bob " + b"y" * 250])  # 250 > max_line
+OTHER_LINES = st.sampled_from(
+    [b"LIST", b"STATUS", b"HISTORY", b"HISTORY 2", b"MESG bob " + b"y" * 250]  # 250 > max_line
+)
 
 
 @st.composite

@@ -821,6 +821,45 @@ def test_user_text_is_shown_as_text_and_never_run(
 
 
 @pytest.mark.usefixtures("time_limit")
+def test_the_page_shows_the_history_and_actions(
+    start_server: StartServer, browser: WebDriver
+) -> None:
+    server, port = start_web_server(start_server)
+    alice = Client(server.port)
+    alice.join("alice")
+    assert alice.expect_reply("BCST anyone here?", "OK BCST 0")
+    assert alice.expect_reply("ME waits", "OK ME 0")
+    assert alice.command("MESG alice a note to self")[-1] == "OK MESG alice delivered"
+    browser.get(f"http://127.0.0.1:{port}/")
+    join_in_page(browser, "bob")
+    joined(browser, "bob")
+
+    # After joining, the page asks for the history: shown before the live messages.
+    until(browser, "the history", lambda d: len(rows(d, "history")) == 2)
+    assert rows(browser, "history") == ["earlier alice anyone here?", "earlier * alice waits"]
+    assert rows(browser, "notice") == ["2 earlier messages above; new ones below"]
+    server.wait_for_log("bob asked for the history: 2 broadcasts replayed")
+    times = browser.execute_script(
+        "return [...document.querySelectorAll('#messages li.history time')].map(t => t.dateTime)"
+    )
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z", t) for t in times), times
+
+    # A live action, and one from the page ("/me").
+    assert alice.expect_reply("ME waves at bob", "OK ME 1")
+    until(browser, "alice's action", lambda d: rows(d, "action:not(.history)"))
+    assert rows(browser, "action:not(.history)") == ["* alice waves at bob"]
+    send_in_page(browser, "/me waves back")
+    assert alice.read_line() == "* bob waves back"
+    until(browser, "the ME confirmed", lambda d: rows(d, "own"))
+    assert rows(browser, "own") == ["you * waves back reached 1 user"]
+    assert [line.split(" ", 2)[2] for line in alice.command("HISTORY 2")] == [
+        "* alice waves at bob",
+        "* bob waves back",
+        "2",
+    ]
+
+
+@pytest.mark.usefixtures("time_limit")
 def test_shutdown_reaches_the_page(start_server: StartServer, browser: WebDriver) -> None:
     server, port = start_web_server(start_server)
     browser.get(f"http://127.0.0.1:{port}/")

@@ -16,6 +16,10 @@ notices travel the same way on C{chat:presence}, both formats made once by
 the node where the event happened; the users of a dead node are announced
 as lost by every node from the sweep's events.
 
+The broadcasts kept for HISTORY are the cluster's: a list (C{chat:history},
+newest first) that each node pushes the broadcasts of a reactor turn onto
+and trims to its C{--history} in one script call.
+
 Each node holds a lease (C{chat:node:ID:alive}, renewed every second, expiring
 after L{LEASE} seconds); every node sweeps the registry of users whose node's
 lease has expired, so a node killed with SIGKILL leaves no ghosts. After
@@ -41,6 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chat.core import grammar, presence
+from chat.core.history import DEFAULT_SIZE, Entry, decode_entry, encode_entry
 from chat.core.moderation import Moderation
 from chat.core.personal import Prefs
 from chat.core.room import (
@@ -70,6 +75,7 @@ PRESENCE: Final = "chat:presence"
 NODE_PREFIX: Final = "chat:node:"
 BANS: Final = "chat:bans"
 MODERATION: Final = "chat:moderation"
+HISTORY: Final = "chat:history"
 
 _T = TypeVar("_T")
 
@@ -173,6 +179,13 @@ redis.call('PUBLISH', '{MODERATION}', ARGV[1] .. '\\nunban\\n' .. ARGV[2])
 return 'ok'
 """
 
+# KEYS: history. ARGV: how many to keep, then the entries, oldest first.
+KEEP: Final = """
+for i = 2, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+return redis.call('LLEN', KEYS[1])
+"""
+
 # KEYS: users, version. The registry and the version it is at, atomically.
 SNAPSHOT: Final = """
 return {redis.call('GET', KEYS[2]) or '0', redis.call('HVALS', KEYS[1])}
@@ -203,6 +216,7 @@ class _Remote:
     notices = 0  # told by its own node
     prefs: Prefs | None = None  # known to its own node, which applies them
     lastInput: float | None = None  # known to its own node only
+    machine = False  # its node writes the line in the user's format
 
     def __init__(self, room: ClusterRoom, node: str, name: str) -> None:
         self.room = room
@@ -224,7 +238,12 @@ class _Remote:
 
 
 def _sender(line: str) -> str:
-    """The sender of a relayed line, C{MESG name: text} or C{BCST name: text}."""
+    """
+    The sender of a relayed line: C{MESG name: text}, C{BCST name: text} or
+    an action, C{* name text}.
+    """
+    if line.startswith("* "):
+        return line[2 : line.find(" ", 2)]
     return line[5 : line.find(":", 5)]
 
 
@@ -274,20 +293,32 @@ class ClusterRoom(Service):
 
     @ivar node: this node's id.
     @ivar available: whether Redis is connected and the replica is current.
+    It is the cluster's L{chat.core.history.History} too.
+
     @ivar moderation: the node's moderation, told of bans decided elsewhere.
+    @ivar size: the most broadcasts kept for HISTORY (every node should be
+        given the same C{--history}: each trims the list to its own).
     """
 
     moderation: Moderation | None = None
 
     log = Logger()
 
-    def __init__(self, capacity: int, url: str, node: str, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        url: str,
+        node: str,
+        clock: IReactorTime,
+        history: int = DEFAULT_SIZE,
+    ) -> None:
         if not node.isprintable() or " " in node:
             raise ValueError("a node id is printable and has no spaces")
         parsed = urlparse(url)
         if parsed.scheme != "redis":
             raise ValueError(f"not a redis:// URL: {url}")
         self.capacity = capacity
+        self.size = history
         self.node = node
         self.clock = clock
         self.available = False
@@ -300,6 +331,7 @@ class ClusterRoom(Service):
         self._buffered: list[str] | None = None  # events that arrive mid-sync
         self._pending: set[Deferred[object]] = set()
         self._outbox: dict[str, list[str]] = {}
+        self._kept: list[str] = []  # broadcasts of this turn, for the history
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = clock
         self._keys = f"{NODE_PREFIX}{node}:users", f"{NODE_PREFIX}{node}:alive"
@@ -382,19 +414,27 @@ class ClusterRoom(Service):
         """
         if not self.available:
             raise RoomUnavailable("Redis is not connected")
-        if not self._outbox:
+        if not self._outbox and not self._kept:
             self.clock.callLater(0, self._flush)
         self._outbox.setdefault(channel, []).append(message)
 
     def _flush(self) -> None:
         outbox, self._outbox = self._outbox, {}
-        if not outbox:
+        kept, self._kept = self._kept, []
+        if not outbox and not kept:
             return
         if not self.available:
-            self.log.warn("redis: lost before it could send {count} batches", count=len(outbox))
+            self.log.warn(
+                "redis: lost before it could send {count} batches and {kept} broadcasts to keep",
+                count=len(outbox),
+                kept=len(kept),
+            )
             return
         for channel, messages in outbox.items():
             self._background(self._redis.publish(channel, "\0".join(messages)), "publish")
+        if kept:
+            keep = self._redis.eval(KEEP, [HISTORY], [self.size, *kept[-self.size :]])
+            self._background(keep, "keeping the history")
 
     def _beat(self) -> None:
         if not self.available:
@@ -476,9 +516,11 @@ class ClusterRoom(Service):
                 origin, line = message.split("\n", 1)
                 if origin != self.node:
                     data, sender = line.encode(), _sender(line)
+                    # An action's line is in each reader's format.
+                    form = grammar.action_for_machine(data) if line[0] == "*" else data
                     for member in list(local.values()):
                         if member.prefs is None or member.prefs.accepts(sender):
-                            member.deliver(data)
+                            member.deliver(form if member.machine else data)
             elif channel == PRESENCE:
                 origin, both = message.split("\n", 1)
                 if origin != self.node:
@@ -624,22 +666,55 @@ class ClusterRoom(Service):
 
         return self._later(self._call(self._redis.hvals(USERS)).addCallback(entries))
 
+    # The history
+
+    def keep(self, when: float, verb: str, sender: str, texts: list[str]) -> None:
+        """
+        Keep broadcasts in Redis, with the others of this reactor turn: one
+        script call a turn. While Redis is away they are not kept (they were
+        not broadcast to the other nodes either).
+        """
+        if not self.size or not self.available:
+            return
+        if not self._outbox and not self._kept:
+            self.clock.callLater(0, self._flush)
+        self._kept += [encode_entry((when, verb, sender, text)) for text in texts]
+
+    def recent(self, count: int) -> Later[list[Entry]]:
+        """The last C{count} broadcasts kept in Redis, oldest first."""
+        if not self.available:
+            raise RoomUnavailable("Redis is not connected")
+        if self._kept:
+            self._flush()  # what this turn broadcast, then the read: in order
+
+        def entries(kept: list[str]) -> list[Entry]:
+            return [decode_entry(entry) for entry in reversed(kept)]
+
+        read = self._call(self._redis.lrange(HISTORY, 0, count - 1))
+        return self._later(read.addCallback(entries))
+
     def replace(self, old: Member, new: Member) -> None:
         """Put C{new} in C{old}'s place (away and back); Redis is unchanged."""
         new.name = old.name
         self._local[fold(str(old.name))] = new
 
-    def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
-        """L{Room.broadcast}, a line at a time: each is published to the other nodes."""
+    def broadcast(
+        self, lines: list[bytes], sender: Member, machine: list[bytes] | None = None
+    ) -> Iterator[tuple[int, int]]:
+        """
+        L{Room.broadcast}, a line at a time: each is published to the other
+        nodes (an action in the human format: each node writes it in its
+        readers' formats).
+        """
         if len(self._replica) == len(self._local) and not self.available:
             raise RoomUnavailable("Redis is not connected")
-        for data in lines:
+        for data, form in zip(lines, machine or lines, strict=True):
             # Each line as a broadcast of its own: a delivery may drop a member.
             remote = len(self._replica) - len(self._local)
             local, ignoring, held = audience(self._local.values(), sender)
             if remote:
                 self.publish(BROADCASTS, f"{self.node}\n" + data.decode())
-            outcomes = [member.deliver(data) for member in local]
+            outcomes = [member.deliver(form if member.machine else data) for member in local]
             reached = max(remote, 0) + len(outcomes) - outcomes.count(Delivery.DROPPED)
             yield reached + ignoring, outcomes.count(Delivery.HELD) + held
 

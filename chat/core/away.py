@@ -57,6 +57,8 @@ class AwaySession:
 
     away = True
     notices = 0  # nobody is connected to read them
+    machine = False
+    """Whether the user read the machine format: what is held is in it."""
 
     def __init__(self, name: str, token: str, limit: int, expires: float) -> None:
         self.name: str | None = name

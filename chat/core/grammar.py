@@ -10,9 +10,12 @@ Each line is C{TAG SP rest CRLF}, and the tag says what the line is:
     its idle time, its away message, and whether it is disconnected and
     held for a resume (the grace period).
   - C{MESG sender: text} / C{BCST sender: text}: a private or broadcast
-    message from another user. These are the only lines that carry what a
-    user wrote, and only after the sender's name and C{": "}; user text
-    never contains a line break, so it can never start a line of its own.
+    message from another user; C{* sender text} an action (ME), C{ACTION
+    sender text} in the machine format; C{HIST time sender: text} a kept
+    broadcast that HISTORY replays. These are the only lines that carry
+    what a user wrote, and only after the tag and the sender's name; user
+    text never contains a line break, so it can never start a line of its
+    own.
   - C{OK VERB details}: the command succeeded.
   - C{ERR Reason: details}: the command failed; C{Reason} is one of the
     fixed phrases below, C{details} is for people.
@@ -30,6 +33,7 @@ fields only.
 
 from __future__ import annotations
 
+import time
 from typing import Final
 from urllib.parse import quote
 
@@ -43,6 +47,8 @@ HELP_TEXT: Final = (
     "LIST                    list the registered users",
     "MESG <username> <text>  send a private message",
     "BCST <text>             send a message to everyone else",
+    "ME <text>               an action, to everyone else: * you <text>",
+    "HISTORY [<count>]       the last broadcasts the server keeps, oldest first",
     "STATUS                  your limits and usage, and the server's",
     "AWAY [<message>]        mark yourself away (without a message: back)",
     "BACK                    no longer away",
@@ -112,6 +118,25 @@ def relayed(verb: str, sender: str, text: str) -> bytes:
     same in both formats, so a broadcast is encoded once for everyone.
     """
     return f"{verb} {sender}: {text}\r\n".encode()
+
+
+ACTION: Final = "ACTION"
+"""The tag of an action in the machine format."""
+
+
+def action(sender: str, text: str) -> tuple[bytes, bytes]:
+    """An action (ME) as its recipients see it: in the human format, and in the machine one."""
+    return f"* {sender} {text}\r\n".encode(), f"{ACTION} {sender} {text}\r\n".encode()
+
+
+def action_for_machine(human: bytes) -> bytes:
+    """The machine form of an action's human line (C{* sender text})."""
+    return ACTION.encode() + human[1:]
+
+
+def stamp(when: float) -> str:
+    """A time as HISTORY shows it: UTC, to the second (C{2026-12-01T22:55:20Z})."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
 def help_text(resume: bool) -> bytes:
@@ -192,6 +217,12 @@ class Format:
         """
         return info(human)
 
+    def hist(self, when: float, verb: str, sender: str, text: str) -> bytes:
+        """One kept broadcast that HISTORY replays: never mistaken for a live one."""
+        if verb == "ME":
+            return line(f"HIST {stamp(when)} * {sender} {text}")
+        return line(f"HIST {stamp(when)} {sender}: {text}")
+
 
 class MachineFormat(Format):
     machine = True
@@ -217,12 +248,26 @@ class MachineFormat(Format):
     def notice(self, tag: str, human: str, *fields: object) -> bytes:
         return line(" ".join((tag, *map(str, fields))))
 
+    def hist(self, when: float, verb: str, sender: str, text: str) -> bytes:
+        return line(f"HIST {stamp(when)} {verb} {sender} {text}")
+
 
 MACHINE_VERSION: Final = 2
 HUMAN: Final = Format()
 MACHINE: Final = MachineFormat()
 
-GREETING: Final = info("Welcome to chat. Register with: JOIN <username>") + info(
-    "Usernames are " + NAME_RULE + ". Type HELP for the commands."
-)
+
+def greeting(history: int) -> bytes:
+    """
+    The first lines of every connection; the second says how many
+    broadcasts the server keeps (C{--history}), which anyone may replay.
+    """
+    kept = (
+        f", HISTORY for the last {history} broadcasts." if history else ". No broadcasts are kept."
+    )
+    return info("Welcome to chat. Register with: JOIN <username>") + info(
+        f"Usernames are {NAME_RULE}. Type HELP for the commands{kept}"
+    )
+
+
 HOW_TO_JOIN: Final = "register first with JOIN <username>; HELP lists the commands"

@@ -425,7 +425,7 @@ class Moderation:
                 muted.format.notice(
                     "MOD",
                     f"{actor.name} muted you for {duration(minutes * 60)}{because(reason)}. "
-                    "Your MESG and BCST are refused until then.",
+                    "Your MESG, BCST and ME are refused until then.",
                     "MUTED",
                     actor.name,
                     minutes * 60,

@@ -53,6 +53,10 @@ class Member(Protocol):
     def lastInput(self) -> float | None:
         """When the user last sent a command (clock seconds), or C{None}."""
 
+    @property
+    def machine(self) -> bool:
+        """Whether the user reads the machine format (an action's line differs)."""
+
     def deliver(self, data: bytes) -> Delivery:
         """Queue C{data} for the user; must never raise."""
 
@@ -215,8 +219,14 @@ class Room(Protocol):
     def names(self) -> list[Listed] | Later[list[Listed]]:
         """Registered users, in order of joining, with what LIST shows of them."""
 
-    def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
-        """Deliver each line to every member but C{sender}: C{(reached, held)} per line."""
+    def broadcast(
+        self, lines: list[bytes], sender: Member, machine: list[bytes] | None = None
+    ) -> Iterator[tuple[int, int]]:
+        """
+        Deliver each line to every member but C{sender}: C{(reached, held)}
+        per line. With C{machine}, the lines of members who read the machine
+        format (an action's).
+        """
 
     def announce(self, lines: Notice, sender: Member | None) -> int:
         """Hand a presence notice to every member who wants it but C{sender}; how many."""
@@ -368,9 +378,12 @@ class LocalRoom:
         if self._counted is not None:
             self._counted(count)
 
-    def broadcast(self, lines: list[bytes], sender: Member) -> Iterator[tuple[int, int]]:
+    def broadcast(
+        self, lines: list[bytes], sender: Member, machine: list[bytes] | None = None
+    ) -> Iterator[tuple[int, int]]:
         """
-        Deliver each of C{lines} to every member but C{sender}, yielding
+        Deliver each of C{lines} (or of C{machine}, to a member who reads
+        the machine format, when given) to every member but C{sender}, yielding
         C{(reached, held)} once each line is delivered: how many members it
         reached, and how many of those hold it until they are back.
 
@@ -395,11 +408,19 @@ class LocalRoom:
             together = [member for member in members if member.ready(size)]
             if len(together) < len(members):
                 apart = [member for member in members if not member.ready(size)]
-        outcomes = [member.deliver(data) for member in together]
+        if machine is None:
+            outcomes = [member.deliver(data) for member in together]
+        else:
+            forms = b"".join(machine)
+            outcomes = [member.deliver(forms if member.machine else data) for member in together]
         reached = len(outcomes) - outcomes.count(Delivery.DROPPED) + ignoring
         held = outcomes.count(Delivery.HELD) + ignoringHeld
-        for line in lines:
-            each = [member.deliver(line) for member in apart]
+        for index, line in enumerate(lines):
+            if machine is None:
+                each = [member.deliver(line) for member in apart]
+            else:
+                form = machine[index]
+                each = [member.deliver(form if member.machine else line) for member in apart]
             if self._notices:  # a delivery dropped someone: told before the reply
                 self.flush()
             yield (

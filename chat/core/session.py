@@ -24,6 +24,7 @@ from typing import Final, Protocol
 from chat.core import grammar, presence
 from chat.core.away import AwaySession, Timer, is_token, new_token
 from chat.core.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
+from chat.core.history import Entry, History, wanted
 from chat.core.limits import Limits, TokenBucket
 from chat.core.moderation import MUTED_VERBS, Answer, Moderation, Refusal
 from chat.core.personal import MAX_IGNORED, Prefs, away_message
@@ -89,7 +90,7 @@ class RelayStatus(Protocol):
 
     def delivered(self, sender: str, recipients: list[str]) -> None: ...
 
-    def bcst(self, sender: str, count: int) -> None: ...
+    def bcst(self, sender: str, count: int, verb: str = "BCST") -> None: ...
 
 
 class RepeatedStatus(Protocol):
@@ -133,6 +134,13 @@ class Shared(Protocol):
 
     @property
     def moderation(self) -> Moderation: ...
+
+    @property
+    def history(self) -> History: ...
+
+    @property
+    def greeting(self) -> bytes:
+        """The first lines of a connection: the greeting, then the message of the day."""
 
 
 class Link(Protocol):
@@ -293,7 +301,7 @@ class Session:
         if limits.join_timeout:
             self._joinTimer = clock.callLater(limits.join_timeout, self._joinTimedOut)
         self.log.info("connection from {peer}", peer=peer)
-        self.deliver(grammar.GREETING)
+        self.deliver(shared.greeting)
 
     # Output and flow control
 
@@ -317,6 +325,10 @@ class Session:
 
     def ready(self, size: int) -> bool:
         return not (self.blocked or self._gone) and self.unsent + size < FLUSH_AT
+
+    @property
+    def machine(self) -> bool:
+        return self.format.machine
 
     def flush(self) -> None:
         """Hand what this turn gathered for the client on to its connection."""
@@ -462,6 +474,7 @@ class Session:
         clock = self.shared.clock
         away = AwaySession(name, str(self.token), limits.max_held, clock.seconds() + limits.grace)
         away.prefs, away.lastInput = self.prefs, self.lastInput
+        away.machine = self.format.machine
         room.replace(self, away)
         self.name = None
         away.timer = clock.callLater(limits.grace, self._graceEnded, away)
@@ -720,6 +733,8 @@ class Session:
                         following = self._mesgs(lines, index, end)
                     elif head == b"BCST":
                         following = self._bcsts(lines, index, end)
+                    elif head.startswith((b"ME ", b"ME\t")):  # a row of actions
+                        following = self._bcsts(lines, index, end, "ME")
                 if following > index:
                     if backlog:
                         self._taken(lines, index, following)
@@ -774,7 +789,7 @@ class Session:
         if not text:
             return
         verb, rest = split_command(text)
-        if verb in ("MESG", "BCST"):
+        if verb in ("MESG", "BCST", "ME"):
             if self.name is None:
                 self.shared.stats.commands[verb] += 1
                 self._unregistered(verb)
@@ -782,8 +797,8 @@ class Session:
                 self.shared.stats.commands[verb] += 1
             elif verb == "MESG":  # spelled with leading blanks or controls
                 self._mesgs([line], 0, 1)
-            else:
-                self._bcsts([line], 0, 1)
+            else:  # a BCST so spelled, or an action: a row of one
+                self._bcsts([line], 0, 1, verb)
             return
         handler: Callable[[str], None] | None = getattr(self, "do_" + verb, None)
         self.shared.stats.commands[verb if handler else "unknown"] += 1
@@ -1150,13 +1165,15 @@ class Session:
 
     # BCST
 
-    def _bcsts(self, lines: list[Line], start: int, end: int) -> int:
+    def _bcsts(self, lines: list[Line], start: int, end: int, kind: str = "BCST") -> int:
         """
-        BCST: broadcast the lines that start at C{lines[start]}, up to C{end}
-        or the first line that is not a BCST with text, each with its reply
-        and status line. The row goes in one piece to each member who is
-        reading (L{Room.broadcast}); it ends where its replies would take
-        this client's output to L{FLUSH_AT}, or its text to L{BCST_RUN_SIZE}.
+        BCST, and ME (C{kind}): broadcast the lines that start at
+        C{lines[start]}, up to C{end} or the first line that is not a
+        C{kind} with text, each with its reply and status line. The row goes
+        in one piece to each member who is reading (L{Room.broadcast}); it
+        ends where its replies would take this client's output to
+        L{FLUSH_AT}, or its text to L{BCST_RUN_SIZE}. An action is written
+        in each recipient's format; both are kept in the history.
 
         @return: the index of the first line not handled.
         """
@@ -1164,6 +1181,8 @@ class Session:
             return start
         name = str(self.name)
         relayed: list[bytes] = []
+        texts: list[str] = []
+        machine: list[bytes] | None = None if kind == "BCST" else []
         unsent, size, index = self.unsent, 0, start
         if self.blocked:
             # A reply of its own might drop this client: line by line, the
@@ -1175,38 +1194,52 @@ class Session:
                 break
             cleaned = decode(line)
             verb, text = split_command(cleaned) if cleaned else ("", "")
-            if verb != "BCST" or (not text and relayed):
+            if verb != kind or (not text and relayed):
                 break
             index += 1
             if not text:
-                self.shared.stats.commands["BCST"] += 1
-                self._error(grammar.USAGE, "BCST <text>")
+                self.shared.stats.commands[kind] += 1
+                self._error(grammar.USAGE, f"{kind} <text>")
                 return index
-            relayed.append(data := grammar.relayed("BCST", name, text))
+            if machine is None:
+                data = grammar.relayed("BCST", name, text)
+            else:
+                data, form = grammar.action(name, text)
+                machine.append(form)
+            relayed.append(data)
+            texts.append(text)
             unsent += BCST_REPLY_SIZE
             size += len(data)
             if unsent >= FLUSH_AT or size >= BCST_RUN_SIZE:
                 break
         if relayed:
-            self.shared.stats.commands["BCST"] += len(relayed)
-            self._broadcast(relayed)
+            self.shared.stats.commands[kind] += len(relayed)
+            self._broadcast(kind, relayed, texts, machine)
         return index
 
-    def _broadcast(self, relayed: list[bytes]) -> None:
-        """Broadcast each of C{relayed}, then its count, status line and reply."""
-        name, stats, relay_log = str(self.name), self.shared.stats, self.shared.relay_log
-        answered = 0
+    def _broadcast(
+        self, kind: str, relayed: list[bytes], texts: list[str], machine: list[bytes] | None
+    ) -> None:
+        """
+        Broadcast each of C{relayed}, then its count, status line and reply;
+        keep those broadcast in the history, once each.
+        """
+        name, shared, answered = str(self.name), self.shared, 0
+        stats, relay_log = shared.stats, shared.relay_log
         try:
-            for reached, held in self.room.broadcast(relayed, self):
+            for reached, held in self.room.broadcast(relayed, self, machine):
                 stats.relayed["bcst"] += reached
                 if relay_log is not None:
-                    relay_log.bcst(name, reached)
+                    relay_log.bcst(name, reached, kind)
                 details = f"{reached}" + (f" ({held} of them away, held for them)" if held else "")
-                self.deliver(self.format.ok("BCST", details, reached, held))
+                self.deliver(self.format.ok(kind, details, reached, held))
                 answered += 1
         except RoomUnavailable:
             for _ in relayed[answered:]:
                 self._unavailable()
+        if answered:
+            kept = texts if answered == len(texts) else texts[:answered]
+            shared.history.keep(shared.clock.seconds(), kind, name, kept)
 
     # The other commands
 
@@ -1222,6 +1255,32 @@ class Session:
                 for name, held, last, away in names
             )
             + self.format.ok("LIST", str(len(names)), len(names))
+        )
+
+    def do_HISTORY(self, rest: str) -> None:
+        history = self.shared.history
+        try:
+            count = wanted(rest, history.size)
+        except ValueError as error:
+            self._error(grammar.USAGE, str(error))
+            return
+        if not count:
+            self._replayed([])
+            return
+        self._whenDecided(history.recent(count), self._replayed)
+
+    def _replayed(self, entries: list[Entry]) -> None:
+        self.log.info(
+            "{name} asked for the history: {count} broadcasts replayed",
+            name=self.name,
+            count=len(entries),
+        )
+        hist, count = self.format.hist, len(entries)
+        none = b"" if self.shared.history.size else grammar.info("This server keeps no broadcasts.")
+        self.deliver(
+            b"".join([hist(*entry) for entry in entries])
+            + none
+            + self.format.ok("HISTORY", str(count), count)
         )
 
     def do_HELP(self, rest: str) -> None:
@@ -1292,6 +1351,16 @@ class Session:
                 f"{self._backlogBytes} bytes waiting, disconnected past {limits.max_backlog}",
                 self._backlogBytes,
                 limits.max_backlog,
+            )
+        )
+        kept = shared.history.size
+        lines.append(
+            status(
+                "History",
+                f"the last {kept} broadcasts are kept; HISTORY replays them"
+                if kept
+                else "no broadcasts are kept",
+                kept,
             )
         )
         self.deliver(b"".join(lines) + self.format.ok("STATUS", "-"))

@@ -14,6 +14,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
 from chat.core import grammar
+from chat.core.history import History, LocalHistory
 from chat.core.limits import Limits, PeerCount
 from chat.core.moderation import Moderation
 from chat.core.repeats import Repeats
@@ -55,6 +56,10 @@ class ChatFactory(ServerFactory):
         notice before their connections are aborted.
     @ivar moderation: the operators, bans and mutes (no operators until
         C{moderation.operators} is set: C{--operators}).
+    @ivar history: the broadcasts kept for HISTORY.
+    @ivar greeting: what every new connection is sent first: the greeting,
+        which says how many broadcasts are kept, then the message of the
+        day (L{setMotd}).
     """
 
     log = Logger()
@@ -67,6 +72,8 @@ class ChatFactory(ServerFactory):
         clock: IReactorTime | None = None,
         room: Room | None = None,
         relay_log: RelayLog | None = RELAY_LOG,
+        history: History | None = None,
+        motd: bytes = b"",
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -81,6 +88,8 @@ class ChatFactory(ServerFactory):
         )
         self.limits = limits or Limits()
         self.relay_log = relay_log
+        self.history: History = history if history is not None else LocalHistory()
+        self.setMotd(motd)
         self.clock = clock
         self.started = clock.seconds()
         self.peers = PeerCount()
@@ -91,6 +100,11 @@ class ChatFactory(ServerFactory):
 
     def _noticesDelivered(self, count: int) -> None:
         self.stats.relayed["presence"] += count
+
+    def setMotd(self, motd: bytes) -> None:
+        """Greet new connections with C{motd}, the INFO lines of a message of the day."""
+        self.motd = motd
+        self.greeting = grammar.greeting(self.history.size) + motd
 
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         return ChatProtocol(self, *describe(addr))

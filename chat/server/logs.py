@@ -154,7 +154,7 @@ class TextLogObserver:
 
 
 MESG_LINE: Final = "MESG {name} -> {to}: {outcome}"
-BCST_LINE: Final = "BCST from {name} reached {count} users"
+BCST_LINE: Final = "{verb} from {name} reached {count} users"
 
 
 class RelayLog:
@@ -171,8 +171,9 @@ class RelayLog:
         for to in recipients:
             self.mesg(sender, to, "delivered")
 
-    def bcst(self, sender: str, count: int) -> None:
-        self._log.info(BCST_LINE, name=sender, count=count)
+    def bcst(self, sender: str, count: int, verb: str = "BCST") -> None:
+        """The line of a broadcast, or of an action (C{verb} ME)."""
+        self._log.info(BCST_LINE, verb=verb, name=sender, count=count)
 
 
 class DirectRelayLog(RelayLog):
@@ -192,5 +193,5 @@ class DirectRelayLog(RelayLog):
     def delivered(self, sender: str, recipients: list[str]) -> None:
         self._write(self._tag, f"MESG {sender} -> ", recipients, ": delivered")
 
-    def bcst(self, sender: str, count: int) -> None:
-        self._write(self._tag, f"BCST from {sender} reached ", [str(count)], " users")
+    def bcst(self, sender: str, count: int, verb: str = "BCST") -> None:
+        self._write(self._tag, f"{verb} from {sender} reached ", [str(count)], " users")

@@ -14,6 +14,10 @@
  * live by the server's presence notices (README, "Presence"): "INFO name
  * joined", "INFO name left", ... which the human format sends unasked.
  *
+ * After joining, the page asks for the broadcasts the server keeps
+ * (HISTORY) and shows them, each at its own time, before the live ones.
+ * "/me text" in the message box is an action (ME) to everyone.
+ *
  * Everything that comes from the server is put in the page with textContent,
  * never as markup: a message is text, whatever it contains.
  */
@@ -57,15 +61,21 @@
     return node;
   }
 
-  function clock() {
-    return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  function clock(when) {
+    return when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
   function addRow(kind, ...parts) {
+    return addRowAt(new Date(), kind, ...parts);
+  }
+
+  function addRowAt(when, kind, ...parts) {
     const box = ui.messages;
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
     const row = el("li", "row " + kind);
-    row.append(el("time", "", clock()), ...parts);
+    const time = el("time", "", clock(when));
+    time.dateTime = when.toISOString();
+    row.append(time, ...parts);
     box.append(row);
     while (box.childElementCount > MAX_ROWS) box.firstElementChild.remove();
     if (atBottom) box.scrollTop = box.scrollHeight;
@@ -179,6 +189,12 @@
       case "BCST":
         relayed(tag, rest);
         break;
+      case "*": // * sender text: an action (ME)
+        acted(rest);
+        break;
+      case "HIST": // HIST time sender: text, or HIST time * sender text
+        replayed(rest);
+        break;
       case "OK":
         succeeded(rest);
         break;
@@ -223,6 +239,30 @@
     );
   }
 
+  function acted(rest) {
+    const space = rest.indexOf(" ");
+    const sender = space < 0 ? rest : rest.slice(0, space);
+    if (users !== null && !users.some((name) => same(name, sender))) list();
+    addRow("action", el("span", "badge", "*"), nameButton(sender),
+      el("span", "text", space < 0 ? "" : rest.slice(space + 1)));
+  }
+
+  function replayed(rest) {
+    const space = rest.indexOf(" ");
+    const when = new Date(rest.slice(0, space));
+    const line = rest.slice(space + 1);
+    if (line.startsWith("* ")) {
+      const action = line.slice(2);
+      const gap = action.indexOf(" ");
+      addRowAt(when, "history action", el("span", "badge", "earlier"), el("span", "badge", "*"),
+        nameButton(action.slice(0, gap)), el("span", "text", action.slice(gap + 1)));
+      return;
+    }
+    const colon = line.indexOf(": ");
+    addRowAt(when, "history", el("span", "badge", "earlier"), nameButton(line.slice(0, colon)),
+      el("span", "text", line.slice(colon + 2)));
+  }
+
   function succeeded(rest) {
     const command = pending.shift() || { verb: "" };
     // OK VERB details: the first word of the details is the fact this page
@@ -234,6 +274,17 @@
         const token = /\(resume token: ([^\s)]+)\)/.exec(details);
         resume = token ? { name: first, token: token[1] } : null;
         joined(first);
+        // What was said before: on request, never replayed unasked. (A
+        // resume replays what was held instead.)
+        if (!details.includes("resumed:")) send("HISTORY", { verb: "HISTORY" });
+        break;
+      }
+      case "HISTORY": {
+        const count = Number(first);
+        if (count > 0) {
+          const what = count === 1 ? "1 earlier message" : count + " earlier messages";
+          addRow("notice", el("span", "text", what + " above; new ones below"));
+        }
         break;
       }
       case "LIST":
@@ -244,10 +295,12 @@
         addRow("own", el("span", "me", "you"), el("span", "badge", "to " + first),
           el("span", "text", command.text));
         break;
-      case "BCST": {
+      case "BCST":
+      case "ME": {
         const count = Number(first);
         const reach = count === 1 ? "1 user" : count + " users";
-        addRow("own", el("span", "me", "you"), el("span", "badge", "to everyone"),
+        addRow("own", el("span", "me", "you"),
+          el("span", "badge", command.verb === "ME" ? "*" : "to everyone"),
           el("span", "text", command.text), el("span", "note", "reached " + reach));
         break;
       }
@@ -274,7 +327,11 @@
         context = "Not sent to " + command.to + ":";
         break;
       case "BCST":
+      case "ME":
         context = "Not sent:";
+        break;
+      case "HISTORY":
+        context = "No earlier messages:";
         break;
       case "LIST":
         listing = null;
@@ -353,7 +410,8 @@
     ui.target.textContent = target === null ? "To everyone" : "To " + target;
     ui.target.classList.toggle("private", target !== null);
     ui.target.title = target === null ? "Messages go to everyone" : "Send to everyone instead";
-    ui.text.placeholder = target === null ? "Message everyone" : "Private message to " + target;
+    ui.text.placeholder =
+      target === null ? "Message everyone (/me text: an action)" : "Private message to " + target;
     renderUsers();
     if (me !== null) ui.text.focus();
   }
@@ -368,7 +426,9 @@
     event.preventDefault();
     const text = ui.text.value.trim();
     if (!text || !socket || socket.readyState !== WebSocket.OPEN) return;
-    if (target === null) send("BCST " + text, { verb: "BCST", text });
+    const action = /^\/me\s+(\S.*)$/i.exec(text);
+    if (action) send("ME " + action[1], { verb: "ME", text: action[1] });
+    else if (target === null) send("BCST " + text, { verb: "BCST", text });
     else send("MESG " + target + " " + text, { verb: "MESG", to: target, text });
     ui.text.value = "";
   });
