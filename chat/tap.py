@@ -197,6 +197,12 @@ class Options(usage.Options):
             "Serve the browser client (and its WebSocket at /ws) on this endpoint (e.g. 8080).",
         ],
         [
+            "web-hosts",
+            None,
+            "",
+            "Names the web client is reached under, e.g. chat.example.org,localhost (any).",
+        ],
+        [
             "history",
             None,
             DEFAULT_SIZE,
@@ -443,5 +449,8 @@ def makeService(config: Options) -> IService:
     if config["web"]:
         from chat.web import web_service
 
-        web_service(endpoint_description(config["web"]), factory).setServiceParent(service)
+        hosts = frozenset(
+            name.strip().lower() for name in config["web-hosts"].split(",") if name.strip()
+        )
+        web_service(endpoint_description(config["web"]), factory, hosts).setServiceParent(service)
     return service

@@ -52,6 +52,7 @@ from chat.web.socket import (
     ChatWebSocketFactory,
     ChatWebSocketProtocol,
     WebSocketTransport,
+    host_name,
     same_origin,
     without_line_end,
 )
@@ -81,6 +82,21 @@ TEXT, BINARY, CLOSE = 1, 2, 8
 )
 def test_same_origin(origin: str, host: str, allowed: bool) -> None:
     assert same_origin(origin, host) is allowed
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [
+        ("chat.example:8080", "chat.example"),
+        ("Chat.Example", "chat.example"),
+        ("[::1]:8080", "::1"),
+        ("[::1]", "::1"),
+        ("127.0.0.1:80", "127.0.0.1"),
+        ("", ""),
+    ],
+)
+def test_host_name(host: str, name: str) -> None:
+    assert host_name(host) == name
 
 
 @pytest.mark.parametrize(
@@ -553,11 +569,11 @@ def test_the_page_is_served_with_its_headers(start_server: StartServer) -> None:
             assert response.headers["Content-Security-Policy"] == csp
 
 
-def handshake(port: int, origin: str) -> bytes:
+def handshake(port: int, origin: str, host: str = "127.0.0.1") -> bytes:
     """The first bytes of the answer to a WebSocket handshake at /ws."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n".encode()
         )
@@ -575,6 +591,24 @@ def test_a_page_elsewhere_cannot_open_the_websocket(start_server: StartServer) -
     assert handshake(port, "http://evil.example").startswith(b"HTTP/1.1 403 ")
     answer = handshake(port, f"http://127.0.0.1:{port}")
     assert answer.startswith(b"HTTP/1.1 101 ")
+
+
+def test_a_rebound_name_cannot_open_the_websocket(start_server: StartServer) -> None:
+    """
+    DNS rebinding: evil.example's page, its name now resolving to this
+    server, sends an Origin that matches its Host. With C{--web-hosts} the
+    name is checked; without it the handshake passes (the default, as a
+    server may be reached under any name).
+    """
+    _, port = start_web_server(start_server, "--web-hosts", "chat.example, 127.0.0.1")
+    rebound = handshake(port, f"http://evil.example:{port}", host="evil.example")
+    assert rebound.startswith(b"HTTP/1.1 403 "), rebound
+    named = handshake(port, f"http://chat.example:{port}", host="chat.example")
+    assert named.startswith(b"HTTP/1.1 101 "), named
+    assert handshake(port, f"http://127.0.0.1:{port}").startswith(b"HTTP/1.1 101 ")
+    _, open_port = start_web_server(start_server)
+    anyname = handshake(open_port, f"http://evil.example:{open_port}", host="evil.example")
+    assert anyname.startswith(b"HTTP/1.1 101 ")
 
 
 def test_websocket_over_tls(start_server: StartServer, tmp_path: Path) -> None:

@@ -66,13 +66,18 @@ class ChatWebSocketResource(WebSocketResource):
         return body
 
 
-def web_site(factory: ChatFactory) -> Site:
-    """The page at C{/} and the chat over WebSocket at C{/ws}, on one site."""
+def web_site(factory: ChatFactory, hosts: frozenset[str] = frozenset()) -> Site:
+    """
+    The page at C{/} and the chat over WebSocket at C{/ws}, on one site;
+    with C{hosts}, WebSockets only under those names (C{--web-hosts}).
+    """
     root = StaticFiles(str(STATIC))
-    root.putChild(b"ws", ChatWebSocketResource(ChatWebSocketFactory(factory)))
+    root.putChild(b"ws", ChatWebSocketResource(ChatWebSocketFactory(factory, hosts)))
     return CappedSite(root, factory)
 
 
-def web_service(description: str, factory: ChatFactory) -> IService:
+def web_service(
+    description: str, factory: ChatFactory, hosts: frozenset[str] = frozenset()
+) -> IService:
     """A service serving L{web_site} on the endpoint C{description}."""
-    return strports.service(description, web_site(factory))
+    return strports.service(description, web_site(factory, hosts))

@@ -48,6 +48,16 @@ from chat.server.protocol import ChatProtocol
 BINARY_REFUSED = "commands are WebSocket text messages; binary messages are not read"
 LINE_BREAK_REFUSED = "one command per message: a line break inside a message is not allowed"
 ORIGIN_REFUSED = "WebSocket connections are only accepted from this server's own page"
+HOST_REFUSED = "this server is not reached under that name"
+
+
+def host_name(host: str) -> str:
+    """The name in a C{Host} header, without the port (C{[::1]:8080} -> C{::1})."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
 
 log = Logger()
 """Ours: C{ChatWebSocketProtocol.log} is autobahn's (txaio), with its own levels."""
@@ -217,6 +227,16 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request: ConnectionRequest) -> None:
         host = request.headers.get("host", "")
+        hosts = self.factory.hosts
+        if hosts and host_name(host) not in hosts:
+            # DNS rebinding: a page of evil.example whose name now resolves to
+            # this server has an Origin that matches its Host; the name does not.
+            log.info(
+                "refused WebSocket from {peer}: host {host!r} is not one of --web-hosts",
+                peer=request.peer,
+                host=host,
+            )
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, HOST_REFUSED)
         if not same_origin(request.origin, host):
             log.info(
                 "refused WebSocket from {peer}: origin {origin!r} is not {host!r}",
@@ -355,9 +375,16 @@ class ChatWebSocketFactory(WebSocketServerFactory):
     # autobahn's factory is not generic, so only an untyped one would fit.
     protocol = ChatWebSocketProtocol  # type: ignore[assignment]
 
-    def __init__(self, chat: ChatFactory, **kwargs: Any) -> None:
+    def __init__(
+        self, chat: ChatFactory, hosts: frozenset[str] = frozenset(), **kwargs: Any
+    ) -> None:
+        """
+        @param hosts: the names the server is reached under (C{--web-hosts});
+            a handshake whose C{Host} names another is refused. Empty: any.
+        """
         super().__init__(**kwargs)
         self.chat = chat
+        self.hosts = hosts
         max_line = chat.limits.max_line
         self.setProtocolOptions(
             maxFramePayloadSize=max_line,
