@@ -185,6 +185,13 @@ class Options(usage.Options):
             seconds,
         ],
         [
+            "max-buffered",
+            None,
+            DEFAULTS.max_buffered,
+            "Bytes all clients may have waiting in all; past it the largest is dropped.",
+            count_limit,
+        ],
+        [
             "metrics",
             None,
             None,
@@ -294,6 +301,7 @@ class Options(usage.Options):
             max_held=self["max-held"],
             close_timeout=self["close-timeout"],
             handshake_timeout=self["handshake-timeout"],
+            max_buffered=self["max-buffered"],
         )
 
 

@@ -188,6 +188,30 @@ def test_repeats_are_summarised_per_kind_and_address(clock: Clock) -> None:
     assert not clock.getDelayedCalls()
 
 
+def test_past_max_buffered_the_connection_with_the_most_waiting_is_dropped(
+    clock: Clock, logs: Sequence[LogEvent]
+) -> None:
+    """
+    Each non-reader is under --max-outbound, but together they pass
+    --max-buffered: the one with the most waiting goes, the others stay.
+    """
+    connect = server(clock, max_outbound=10**7, max_buffered=50_000, max_line=20_000)
+    sender, first, second = connect("sender"), connect("first"), connect("second")
+    first.protocol.pauseProducing()  # stopped reading
+    for _ in range(2):
+        sender.send("BCST " + "x" * 15_000)
+    second.protocol.pauseProducing()
+    sender.send("BCST " + "y" * 15_000)  # first 45 KB, second 15 KB: past 50,000
+    assert first.closed and first.transport.disconnected  # aborted
+    assert not second.closed and not sender.closed
+    assert logged(logs, "dropped first at 10.0.0.1:", "bytes waiting, the most while all")
+    factory = connect.factory  # type: ignore[attr-defined]
+    assert factory.stats.limits["max_buffered"] == 1
+    assert factory.buffered.total == factory.buffered.by[second.protocol.session] > 0
+    second.protocol.resumeProducing()  # it read: nothing waits any more
+    assert factory.buffered.total == 0 and not factory.buffered.by
+
+
 # Timeouts
 
 

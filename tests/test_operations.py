@@ -392,6 +392,39 @@ def test_the_backlog_bound_is_a_bound_on_memory(start_server: StartServer) -> No
     assert growth < 16 * 1024
 
 
+def test_max_buffered_bounds_what_all_non_readers_hold(start_server: StartServer) -> None:
+    """
+    Five registered clients that stop reading, each under a generous
+    --max-outbound: together they would hold 30 MB of broadcasts; past
+    --max-buffered (2 MB) the one holding the most is dropped, then the
+    next, and the server's memory stays bounded. The figures are printed.
+    """
+    server = start_server(
+        "--rate-limit", "0", "--max-line", "65536", "--max-users", "20",
+        "--max-outbound", "100000000", "--max-buffered", "2000000",
+    )  # fmt: skip
+    readers = [Client(server.port, rcvbuf=4096) for _ in range(5)]
+    for number, reader in enumerate(readers):
+        reader.join(f"reader{number}")
+    sender = Client(server.port)
+    sender.join("sender")
+    before = server.rss_kib()
+    line = b"BCST " + b"x" * 60_000 + b"\r\n"
+    for _ in range(100):
+        sender.send(line)
+    sender.read_until(lambda reply: reply.startswith("OK BCST 0"))  # every reader dropped
+    growth = server.rss_kib() - before
+    dropped = server.log_text().count("bytes waiting, the most while all clients had more than")
+    print(f"5 non-readers, 6 MB of broadcasts each: {dropped} dropped, RSS grew by {growth} KiB")
+    assert dropped == 5
+    assert growth < 16 * 1024
+    sender.sendline("LIST")
+    assert sender.read_until(lambda reply: reply.startswith("OK LIST"))[-2:] == [
+        "USER sender",
+        "OK LIST 1",
+    ]
+
+
 def test_fast_client_that_waits_for_replies_is_only_slowed(start_server: StartServer) -> None:
     server = start_server("--rate-limit", "50", "--rate-burst", "5")
     sender, receiver = Client(server.port), Client(server.port)

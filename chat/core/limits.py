@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Limits:
     @ivar close_timeout: seconds a client gets to read its last lines (a
         BYE, the answers to its input) once the server closes the
         connection, before it is aborted.
+    @ivar max_buffered: bytes all clients together may have waiting in the
+        server (output queued for clients that do not read, input waiting
+        for flood control); past it the largest of them is dropped.
     @ivar handshake_timeout: seconds a TLS client gets to finish its
         handshake, before its connection is aborted: until then nothing,
         not even a BYE, can reach it. An HTTP client gets as long to send
@@ -53,6 +57,7 @@ class Limits:
     max_held: int = 100
     close_timeout: float = 10.0
     handshake_timeout: float = 10.0
+    max_buffered: int = 256 << 20
 
     @property
     def input_rate(self) -> float:
@@ -156,3 +161,32 @@ class PeerCount:
         self._by_peer[host] -= 1
         if not self._by_peer[host]:
             del self._by_peer[host]
+
+
+Holder = TypeVar("Holder")
+
+
+class Buffered(Generic[Holder]):
+    """
+    What every connection has waiting in the server, in all and by
+    connection (only those with something waiting): the per-connection
+    limits bound each, this bounds their sum (C{--max-buffered}).
+    """
+
+    __slots__ = ("by", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by: dict[Holder, int] = {}
+
+    def set(self, holder: Holder, size: int) -> None:
+        """C{holder} has C{size} bytes waiting now."""
+        self.total += size - self.by.get(holder, 0)
+        if size:
+            self.by[holder] = size
+        else:
+            self.by.pop(holder, None)
+
+    def largest(self) -> Holder:
+        """Who has the most waiting."""
+        return max(self.by, key=self.by.__getitem__)

@@ -25,7 +25,7 @@ from chat.core import grammar, presence
 from chat.core.away import AwaySession, Timer, is_token, new_token
 from chat.core.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
 from chat.core.history import Entry, History, wanted
-from chat.core.limits import Limits, TokenBucket
+from chat.core.limits import Buffered, Limits, TokenBucket
 from chat.core.moderation import MUTED_VERBS, Answer, Moderation, Refusal
 from chat.core.personal import MAX_IGNORED, Prefs, away_message
 from chat.core.presence import Kind
@@ -131,6 +131,9 @@ class Shared(Protocol):
 
     @property
     def repeats(self) -> RepeatedStatus: ...
+
+    @property
+    def buffered(self) -> Buffered[Session]: ...
 
     @property
     def moderation(self) -> Moderation: ...
@@ -347,6 +350,9 @@ class Session:
 
     def resume(self) -> None:
         self.blocked = False
+        if self._queuedWhileBlocked:
+            self._queuedWhileBlocked = 0
+            self._account()
 
     def charge(self, size: int) -> None:
         """
@@ -369,11 +375,50 @@ class Session:
         if self._queuedWhileBlocked > self.limits.max_outbound:
             self._dropSlowConsumer()
             return True
-        return False
+        self._account()
+        return self._gone
+
+    def _account(self) -> None:
+        """
+        Tell the server what this connection has waiting now (output for a
+        client that does not read, input waiting for flood control). Each
+        is bounded per connection; past C{--max-buffered} for all of them
+        together, the connection with the most waiting is dropped (this one
+        or another), so that many clients each under their limits cannot
+        take the server's memory.
+        """
+        buffered = self.shared.buffered
+        waiting = self._backlogBytes + (self._queuedWhileBlocked if self.blocked else 0)
+        buffered.set(self, 0 if self._gone else waiting)
+        limit = self.limits.max_buffered
+        while limit and buffered.total > limit:
+            buffered.largest()._dropOverBudget()
+
+    def _dropOverBudget(self) -> None:
+        waiting = self.shared.buffered.by.get(self, 0)
+        self._gone = True
+        self._cancelTimers()
+        name = self._leave()
+        self.shared.buffered.set(self, 0)
+        self.shared.stats.limits["max_buffered"] += 1
+        self._out.clear()
+        self._backlog = None
+        self.log.warn(
+            "dropped {name} at {peer}: {waiting} bytes waiting, the most while all clients "
+            "had more than {limit}",
+            name=name or "(unregistered)",
+            peer=self.peer,
+            waiting=waiting,
+            limit=self.limits.max_buffered,
+        )
+        self.link.abort()
+        if name is not None:
+            self._announce(Kind.REMOVED, name, "Memory Limit")
 
     def _dropSlowConsumer(self) -> None:
         self._gone = True
         self._cancelTimers()
+        self.shared.buffered.set(self, 0)
         name = self._leave()
         self.shared.stats.limits["max_outbound"] += 1
         self._out.clear()
@@ -430,6 +475,7 @@ class Session:
     def connectionLost(self) -> None:
         """The connection is gone, however it went: the user too."""
         self._gone = True
+        self.shared.buffered.set(self, 0)
         self._out.clear()
         self._cancelTimers()
         if self.name is not None:
@@ -655,7 +701,9 @@ class Session:
         self._backlog += lines
         max_line = self.limits.max_line
         self._backlogBytes += sum(_inputSize(line, max_line) for line in lines)
-        self._drain()
+        self._account()
+        if not self._gone:
+            self._drain()
 
     def _drain(self) -> None:
         """
@@ -756,6 +804,7 @@ class Session:
         """Lines of the backlog that run now leave its count of bytes."""
         max_line = self.limits.max_line
         self._backlogBytes -= sum(_inputSize(line, max_line) for line in lines[start:end])
+        self._account()
 
     def _wait(self, answer: Later[object]) -> None:
         """No more input is run before the room's answer comes (a cluster)."""

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 
 from chat.core import grammar
 from chat.core.history import History, LocalHistory
-from chat.core.limits import Limits, PeerCount
+from chat.core.limits import Buffered, Limits, PeerCount
 from chat.core.moderation import Moderation
 from chat.core.repeats import Repeats
 from chat.core.room import LocalRoom, Room
@@ -50,6 +50,7 @@ class ChatFactory(ServerFactory):
     @ivar peers: the count of connections, in all and per address.
     @ivar outbox: the connections with output gathered in this reactor turn.
     @ivar repeats: the status lines a client can cause at will, summarised.
+    @ivar buffered: what the connections have waiting, in all (C{--max-buffered}).
     @ivar relay_log: where every MESG and BCST gets its status line, or
         C{None} for none (they are always counted in the metrics).
     @ivar shutdown_grace: seconds that clients get to read the shutdown
@@ -93,6 +94,7 @@ class ChatFactory(ServerFactory):
         self.clock = clock
         self.started = clock.seconds()
         self.peers = PeerCount()
+        self.buffered: Buffered[Session] = Buffered()
         self.repeats = Repeats(clock, SESSION_LOG)
         self.connections: dict[Session, None] = {}
         self.moderation = Moderation(clock, self.room, self.connections, SESSION_LOG)
