@@ -138,9 +138,9 @@ class PeerCount:
         Count a new connection from C{host} unless it would pass a limit.
 
         @param makeRoom: called when only the total is at its limit: closes
-            a connection that matters less (one that has not joined) and
-            says whether it did, so that a flood of idle connections cannot
-            lock everyone out. Its connection must be released first.
+            a connection that matters less (one that has not joined),
+            releasing its place, and says whether it did, so that a flood of
+            idle connections cannot lock everyone out.
         @return: C{None} if admitted (and counted), else why not.
         """
         if limits.max_per_peer and self._by_peer[host] >= limits.max_per_peer:

@@ -38,7 +38,7 @@ class Sender(Protocol):
 
 
 LATER: Final = 0.1
-"""Seconds a presence notice may wait for what follows it to the same user."""
+"""Seconds presence notices may wait, to go to each user with the others of that time."""
 
 
 class Outbox:
