@@ -329,6 +329,7 @@ class ChatService(MultiService):
         self.log_observer = log_observer
         self.cluster = cluster
         self.motd = motd
+        self._stopping = False
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd creates the application, adds this service, and only then
@@ -365,9 +366,19 @@ class ChatService(MultiService):
             IReactorFromThreads(reactor).callFromThread(self.motd.reload)
 
     def _stopOnSignal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self._stopping:
+            # Ctrl-C twice, or a supervisor's signal and a kill: the stop is
+            # on its way; a second reactor.stop would fail (ReactorNotRunning).
+            self.log.info("received {signal}, already shutting down", signal=name)
+            return
+        self._stopping = True
+        self.log.info("received {signal}, shutting down", signal=name)
+        self._stopReactor()
+
+    def _stopReactor(self) -> None:
         from twisted.internet import reactor
 
-        self.log.info("received {signal}, shutting down", signal=signal.Signals(signum).name)
         # The reactor's declared type omits the optional interfaces: adapt to one.
         IReactorFromThreads(reactor).callFromThread(reactor.stop)
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Sequence
+
 import pytest
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceMaker
+from twisted.logger import LogEvent, formatEvent
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
@@ -68,3 +72,25 @@ def test_relay_lines_go_straight_to_the_fast_text_observer() -> None:
 def test_plugin_is_discoverable() -> None:
     makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
     assert makers["chat"].module == "chat.tap"
+
+
+def test_a_second_stop_signal_during_the_shutdown_stops_nothing_twice(
+    logs: Sequence[LogEvent],
+) -> None:
+    """
+    Ctrl-C twice, or a supervisor's SIGTERM and a kill: both handled before
+    the reactor stopped used to call reactor.stop twice (ReactorNotRunning,
+    a traceback). Two signals cannot be timed for real to reach the handler
+    both, so the reactor's stop is counted here instead of made.
+    """
+    service = makeService(parse())
+    stops: list[None] = []
+    service._stopReactor = lambda: stops.append(None)  # type: ignore[method-assign]
+    service._stopOnSignal(signal.SIGTERM, None)
+    service._stopOnSignal(signal.SIGTERM, None)
+    service._stopOnSignal(signal.SIGINT, None)
+    assert len(stops) == 1
+    lines = [formatEvent(event) for event in logs]
+    assert lines.count("received SIGTERM, shutting down") == 1
+    assert "received SIGTERM, already shutting down" in lines
+    assert "received SIGINT, already shutting down" in lines
