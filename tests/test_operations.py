@@ -7,6 +7,7 @@ and every limit hit for real.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import StartServer
 
+from chat.server.metrics import FRESH
 from server import ChatServer, Client, self_signed_certificate
 
 
@@ -171,6 +173,41 @@ def test_metrics_endpoint_is_scraped(start_server: StartServer) -> None:
     ):
         assert sample in text.splitlines(), (sample, text)
     unregistered.close()
+
+
+def test_scraping_in_a_loop_costs_one_rendering_a_second(start_server: StartServer) -> None:
+    """
+    A client scraping /metrics as fast as it can, on one kept-alive
+    connection: the page is made once a second and served from that copy,
+    so the server's CPU per scrape is HTTP's alone. The figures are printed.
+    """
+    server = start_server("--metrics", "0")
+    (metrics_port,) = wait_for_ports(server, "Site")
+    connection = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
+    cpu_before, started, scrapes = server_cpu_seconds(server), time.monotonic(), 0
+    while time.monotonic() - started < 2:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        assert response.status == 200
+        response.read()
+        scrapes += 1
+    cpu, elapsed = server_cpu_seconds(server) - cpu_before, time.monotonic() - started
+    connection.close()
+    print(
+        f"{scrapes / elapsed:.0f} scrapes a second: server CPU {cpu / elapsed:.0%}, "
+        f"{cpu / scrapes * 1e6:.0f} microseconds a scrape"
+    )
+    assert cpu / scrapes < 0.001
+    # The copy is served for a second: a user who joins shows in the next page.
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    time.sleep(FRESH)
+    assert "chat_users 0.0" in urllib.request.urlopen(url, timeout=10).read().decode()
+    counted = Client(server.port)
+    counted.join("counted")
+    assert "chat_users 0.0" in urllib.request.urlopen(url, timeout=10).read().decode()
+    time.sleep(FRESH)
+    assert "chat_users 1.0" in urllib.request.urlopen(url, timeout=10).read().decode()
+    counted.close()
 
 
 def test_metrics_on_a_bare_port_listen_on_loopback_only(start_server: StartServer) -> None:
