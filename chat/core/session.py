@@ -456,6 +456,17 @@ class Session:
         if name is not None and reason in (grammar.KICKED, grammar.BANNED):
             self._announce(Kind.REMOVED, name, reason)
 
+    def flooded(self, limit: str, why: str, details: str, *fields: object) -> None:
+        """
+        Disconnect a client that sent more than a limit allows (lines waiting
+        for flood control, a WebSocket's empty frames): counted under
+        C{limit}, logged with C{why}, told C{BYE Flooding: details}, and
+        announced to the others.
+        """
+        self.shared.stats.limits[limit] += 1
+        self.log.warn("disconnecting {who}: flooding, {why}", who=self.name or self.peer, why=why)
+        self.remove(grammar.FLOODING, details, *fields)
+
     def remove(self, reason: str, details: str, *fields: object) -> None:
         """
         The server removes this user for a limit (idle, flooding). The
@@ -712,14 +723,9 @@ class Session:
         """
         limits = self.limits
         if self._backlogBytes > limits.max_backlog:
-            self.shared.stats.limits["max_backlog"] += 1
-            self.log.warn(
-                "disconnecting {who}: flooding, more than {limit} bytes of input waiting",
-                who=self.name or self.peer,
-                limit=limits.max_backlog,
-            )
-            self.remove(
-                grammar.FLOODING,
+            self.flooded(
+                "max_backlog",
+                f"more than {limits.max_backlog} bytes of input waiting",
                 f"more than {limits.max_backlog} bytes of commands waiting; "
                 f"send at most {limits.rate:g} lines per second",
                 limits.max_backlog,

@@ -302,16 +302,9 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         chat = self.chat
         if chat is None or chat.session is None or self.state != WebSocketProtocol.STATE_OPEN:
             return
-        session = chat.session
-        chat.server.stats.limits["websocket_frames"] += 1
-        log.warn(
-            "disconnecting {who}: flooding, more than {burst} WebSocket frames without "
-            "content at once",
-            who=session.name or session.peer,
-            burst=bucket.burst,
-        )
-        session.bye(
-            grammar.FLOODING,
+        chat.session.flooded(
+            "websocket_frames",
+            f"more than {bucket.burst} WebSocket frames without content at once",
             f"more than {bucket.burst} pings or empty WebSocket frames at once; "
             f"send at most {bucket.rate:g} per second",
         )
