@@ -23,7 +23,16 @@ and trims to its C{--history} in one script call.
 Each node holds a lease (C{chat:node:ID:alive}, renewed every second, expiring
 after L{LEASE} seconds); every node sweeps the registry of users whose node's
 lease has expired, so a node killed with SIGKILL leaves no ghosts. After
-Redis comes back, each node re-asserts its live users.
+Redis comes back, each node re-asserts its live users. So does a node that
+was only paused past its lease (SIGSTOP, a VM migration, Redis itself
+stopped): the renewal, or the sweep's events about its own users, tell it
+that it was swept, and it registers its users again as far as their names
+are still free and the room has seats, closing the others with a BYE.
+
+A command whose client is told it failed (after L{COMMAND_TIMEOUT}) must not
+take effect when Redis runs it later: JOIN, BAN and UNBAN carry a deadline in
+Redis's clock, checked inside their script. The node knows Redis's clock
+from the C{TIME} its renewals return, measured as NTP does (L{_Clock}).
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chat.cluster.clock import RedisClock
 from chat.core import grammar, presence
 from chat.core.history import DEFAULT_SIZE, Entry, decode_entry, encode_entry
 from chat.core.moderation import Moderation
@@ -65,6 +75,12 @@ from chat.core.text import fold
 LEASE: Final = 5.0
 HEARTBEAT: Final = 1.0
 COMMAND_TIMEOUT: Final = 3.0
+MARGIN: Final = 0.5
+"""How long before its client would be told it failed a command's deadline
+passes in Redis: room for the reply's way back and for the error of the
+node's reading of Redis's clock (at most half of L{SAMPLE_RTT})."""
+SAMPLE_RTT: Final = 0.2
+"""A reading of Redis's clock is used only from a round trip this short."""
 
 USERS: Final = "chat:users"
 NODES: Final = "chat:nodes"
@@ -79,8 +95,26 @@ HISTORY: Final = "chat:history"
 
 _T = TypeVar("_T")
 
-# KEYS: users, version, node's user set. ARGV: node, folded, display, capacity.
-JOIN: Final = f"""
+
+def _unless_late(deadline: str) -> str:
+    """
+    The first lines of a script that must not run past its deadline (in
+    Redis's clock, seconds since the epoch; 0 for none): it then answers
+    C{late} and changes nothing.
+    """
+    return f"""
+local deadline, now = tonumber({deadline}), redis.call('TIME')
+if deadline > 0 and tonumber(now[1]) + tonumber(now[2]) / 1000000 > deadline then
+  return 'late'
+end
+"""
+
+
+# KEYS: users, version, node's user set. ARGV: node, folded, display,
+# capacity, deadline.
+JOIN: Final = (
+    _unless_late("ARGV[5]")
+    + f"""
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then return 'full' end
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 'taken' end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. ' ' .. ARGV[3])
@@ -89,6 +123,7 @@ local v = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', '{EVENTS}', v .. ' join ' .. ARGV[1] .. ' ' .. ARGV[3])
 return 'joined'
 """
+)
 
 # KEYS: users, version, node's user set. ARGV: node, folded.
 LEAVE: Final = f"""
@@ -123,15 +158,26 @@ end
 return removed
 """
 
+# KEYS: nodes, node's lease. ARGV: node, lease in ms. Renews the lease of a
+# node that is still in the cluster: 0 if it was swept (its lease lapsed),
+# then Redis's TIME.
+RENEW: Final = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {0, redis.call('TIME')} end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return {1, redis.call('TIME')}
+"""
+
 # KEYS: users, nodes, version, node's user set, node's lease.
-# ARGV: node, lease in ms, then folded name and display name of each live user.
-# Makes the registry hold exactly this node's live users; returns the names
-# that another node took meanwhile.
+# ARGV: node, lease in ms, capacity, then folded name and display name of
+# each live user. Makes the registry hold exactly this node's live users as
+# far as their names are free and the room has seats; returns the names that
+# another node took meanwhile, those without a seat, those registered again,
+# and Redis's TIME.
 REASSERT: Final = f"""
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
-local live, lost = {{}}, {{}}
-for i = 3, #ARGV, 2 do live[ARGV[i]] = true end
+local live, taken, full, added = {{}}, {{}}, {{}}, {{}}
+for i = 4, #ARGV, 2 do live[ARGV[i]] = true end
 for _, folded in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   if not live[folded] then
     redis.call('SREM', KEYS[4], folded)
@@ -143,23 +189,28 @@ for _, folded in ipairs(redis.call('SMEMBERS', KEYS[4])) do
     end
   end
 end
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local held = redis.call('HGET', KEYS[1], ARGV[i])
-  if not held then
+  if not held and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+    table.insert(full, ARGV[i])
+  elseif not held then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[1] .. ' ' .. ARGV[i + 1])
     redis.call('SADD', KEYS[4], ARGV[i])
     local v = redis.call('INCR', KEYS[3])
     redis.call('PUBLISH', '{EVENTS}', v .. ' join ' .. ARGV[1] .. ' ' .. ARGV[i + 1])
+    table.insert(added, ARGV[i])
   elseif string.sub(held, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then
-    table.insert(lost, ARGV[i])
+    table.insert(taken, ARGV[i])
   end
 end
-return lost
+return {{taken, full, added, redis.call('TIME')}}
 """
 
-# KEYS: bans. ARGV: node, key, sanction (JSON), now, most bans. Expired bans
-# are dropped first; a new ban past the bound is refused ('full').
-BAN: Final = f"""
+# KEYS: bans. ARGV: node, key, sanction (JSON), now, most bans, deadline.
+# Expired bans are dropped first; a new ban past the bound is refused ('full').
+BAN: Final = (
+    _unless_late("ARGV[6]")
+    + f"""
 for _, value in ipairs(redis.call('HVALS', KEYS[1])) do
   local ban = cjson.decode(value)
   if ban['until'] <= tonumber(ARGV[4]) then redis.call('HDEL', KEYS[1], ban.key) end
@@ -171,13 +222,17 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('PUBLISH', '{MODERATION}', ARGV[1] .. '\\nban\\n' .. ARGV[3])
 return 'ok'
 """
+)
 
-# KEYS: bans. ARGV: node, key.
-UNBAN: Final = f"""
+# KEYS: bans. ARGV: node, key, deadline.
+UNBAN: Final = (
+    _unless_late("ARGV[3]")
+    + f"""
 redis.call('HDEL', KEYS[1], ARGV[2])
 redis.call('PUBLISH', '{MODERATION}', ARGV[1] .. '\\nunban\\n' .. ARGV[2])
 return 'ok'
 """
+)
 
 # KEYS: history. ARGV: how many to keep, then the entries, oldest first.
 KEEP: Final = """
@@ -332,6 +387,8 @@ class ClusterRoom(Service):
         self._pending: set[Deferred[object]] = set()
         self._outbox: dict[str, list[str]] = {}
         self._kept: list[str] = []  # broadcasts of this turn, for the history
+        self._redisClock = RedisClock(SAMPLE_RTT)
+        self._healing = False  # registering this node's users again, after a lapse
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = clock
         self._keys = f"{NODE_PREFIX}{node}:users", f"{NODE_PREFIX}{node}:alive"
@@ -439,9 +496,102 @@ class ClusterRoom(Service):
     def _beat(self) -> None:
         if not self.available:
             return
-        renew = self._redis.set(self._keys[1], "1", pexpire=int(LEASE * 1000))
+        sent = self.clock.seconds()
+        renew = self._redis.eval(RENEW, [NODES, self._keys[1]], [self.node, int(LEASE * 1000)])
+        renew.addCallback(self._renewed, sent)
         self._background(renew, "lease renewal")
         self._background(self._redis.eval(SWEEP, [USERS, NODES, VERSION]), "sweep")
+
+    def _renewed(self, answer: tuple[int, list[str]], sent: float) -> None:
+        kept, time = answer
+        self._redisClock.read(sent, self.clock.seconds(), time)
+        if not kept:
+            self._lapsed("the lease expired and the users were swept")
+
+    def _deadline(self) -> float:
+        """
+        The deadline of a command whose client is told it failed after
+        L{COMMAND_TIMEOUT}, in Redis's clock (L{MARGIN} earlier, so that a
+        command that ran in time is answered in time).
+        """
+        return self._redisClock.deadline(self.clock.seconds(), COMMAND_TIMEOUT - MARGIN)
+
+    def _lapsed(self, why: str) -> None:
+        """
+        This node was swept while it lived (it, or Redis, was paused past
+        the lease): register its users again, once at a time. Until that is
+        done the renewals keep saying so, so a failed attempt is retried.
+        """
+        if self._healing or not self.available:
+            return
+        self._healing = True
+        self.log.warn(
+            "redis: the lease of node {node} lapsed ({why}); registering its {count} users again",
+            node=self.node,
+            why=why,
+            count=len(self._local),
+        )
+
+        def healed(added: list[str]) -> None:
+            self.log.info(
+                "redis: {node} registered {added} of its {count} users again",
+                node=self.node,
+                added=len(added),
+                count=count,
+            )
+            for folded in added:
+                member = self._local.get(folded)
+                if member is not None and member.name is not None:
+                    # The other nodes told their users that this one was lost.
+                    notice = presence.notice(presence.Kind.RESUMED, member.name)
+                    self.publish(PRESENCE, f"{self.node}\n" + presence.joined(notice))
+
+        def failed(failure: Failure) -> None:
+            failure.trap(RoomUnavailable, txredisapi.RedisError)
+            self.log.warn("redis: could not register the users again: {why}", why=failure.value)
+
+        def done(result: None) -> None:
+            self._healing = False
+
+        count = len(self._local)
+        self._reassert().addCallbacks(healed, failed).addBoth(done)
+
+    @inlineCallbacks
+    def _reassert(self) -> Generator[Deferred[Any], Any, list[str]]:
+        """
+        Make the registry hold this node's live users, as far as their names
+        are free and the room has seats; close the others with a BYE, and
+        tell this node's users of it. The folded names registered again.
+        """
+        live = [item for key, m in self._local.items() for item in (key, str(m.name))]
+        sent = self.clock.seconds()
+        taken, full, added, time = yield self._call(
+            self._redis.eval(
+                REASSERT,
+                [USERS, NODES, VERSION, *self._keys],
+                [self.node, int(LEASE * 1000), self.capacity, *live],
+            )
+        )
+        self._redisClock.read(sent, self.clock.seconds(), time)
+        for names, reason, details in (
+            (taken, grammar.USERNAME_TAKEN, "another user took your name"),
+            (full, grammar.TOO_MANY_USERS, "the room filled up"),
+        ):
+            for folded in names:
+                self._giveUp(folded, reason, f"while this server was cut off, {details}")
+        return list(added)
+
+    def _giveUp(self, folded: str, reason: str, details: str) -> None:
+        """A user of this node who could not be registered again is closed."""
+        member = self._local.pop(folded, None)
+        if member is None or member.name is None:
+            return
+        name = member.name
+        self.log.warn("redis: {name} closed: {reason}, {details}", name=name, reason=reason,
+                      details=details)  # fmt: skip
+        member.bye(reason, details)
+        notice = presence.notice(presence.Kind.REMOVED, name, reason)
+        announce(list(self._local.values()), notice, None)
 
     # Subscriber events
 
@@ -453,14 +603,7 @@ class ClusterRoom(Service):
             yield subscriber.subscribe(
                 [EVENTS, BROADCASTS, PRESENCE, f"{NODE_PREFIX}{self.node}", MODERATION]
             )
-            live = [item for key, m in self._local.items() for item in (key, str(m.name))]
-            lost = yield self._call(
-                self._redis.eval(
-                    REASSERT,
-                    [USERS, NODES, VERSION, *self._keys],
-                    [self.node, int(LEASE * 1000), *live],
-                )
-            )
+            yield self._reassert()
             version, held = yield self._call(self._redis.eval(SNAPSHOT, [USERS, VERSION]))
             bans = yield self._call(self._redis.hvals(BANS))
         except (RoomUnavailable, txredisapi.RedisError) as error:  # lost again: retried
@@ -484,14 +627,6 @@ class ClusterRoom(Service):
             version=self._version,
             count=len(self._replica),
         )
-        for folded in lost or ():
-            member = self._local.pop(folded, None)
-            if member is not None:
-                self.log.warn("redis: {name} was taken on another node meanwhile", name=folded)
-                member.bye(
-                    grammar.USERNAME_TAKEN,
-                    "while this server was cut off, another user took your name",
-                )
 
     def unsubscribed(self) -> None:
         if self.available:
@@ -563,14 +698,21 @@ class ClusterRoom(Service):
         """
         if not self.available:
             raise RoomUnavailable("Redis is not connected")
+        deadline = self._deadline()
         if lifted:
-            command = self._redis.eval(UNBAN, [BANS], [self.node, changed.key])
+            command = self._redis.eval(UNBAN, [BANS], [self.node, changed.key, deadline])
         else:
             now = self.clock.seconds()
             command = self._redis.eval(
-                BAN, [BANS], [self.node, changed.key, dumps(changed), now, MAX_BANS]
+                BAN, [BANS], [self.node, changed.key, dumps(changed), now, MAX_BANS, deadline]
             )
-        return self._later(self._call(command).addCallback(lambda outcome: outcome == "ok"))
+
+        def outcome(answer: str) -> bool:
+            if answer == "late":
+                raise RoomUnavailable("Redis ran the command after its deadline")
+            return answer == "ok"
+
+        return self._later(self._call(command).addCallback(outcome))
 
     def _event(self, event: str) -> None:
         version, kind, node, name = event.split(" ", 3)
@@ -579,6 +721,11 @@ class ClusterRoom(Service):
         self._version = int(version)
         if kind == "join":
             self._replica[fold(name)] = (node, name)
+        elif kind == "lost" and node == self.node:
+            # This node's own user, swept: it was paused past its lease.
+            if fold(name) not in self._local:
+                self._replica.pop(fold(name), None)
+            self._lapsed("another node swept its users")
         elif self._replica.get(fold(name), (None,))[0] == node:
             del self._replica[fold(name)]
             if kind == "lost":  # swept: its node died, and told nobody
@@ -596,11 +743,15 @@ class ClusterRoom(Service):
         key = fold(name)
         joined = self._call(
             self._redis.eval(
-                JOIN, [USERS, VERSION, self._keys[0]], [self.node, key, name, self.capacity]
+                JOIN,
+                [USERS, VERSION, self._keys[0]],
+                [self.node, key, name, self.capacity, self._deadline()],
             )
         )
 
         def admitted(outcome: str) -> Admission:
+            if outcome == "late":
+                raise RoomUnavailable("Redis ran the JOIN after its deadline")
             admission = Admission(outcome)
             if admission is Admission.JOINED:
                 self._local[key] = member
