@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from test_cluster import Nodes, Redis, in_sync, nodes, redis, wait_until  # noqa: F401
+from test_cluster import Nodes, Redis, in_sync, lose_redis, nodes, redis, wait_until  # noqa: F401
 
 from chat.cluster.room import LEASE
 from server import Client
@@ -129,3 +129,42 @@ def test_a_join_that_timed_out_never_takes_effect(
     assert bob.expect_reply("MESG ann yes", "OK MESG ann sent")
     assert ann.read_line() == "MESG bob: yes"
     assert cy.expect_reply("JOIN cy", "ERR Username Taken")
+
+
+def test_broadcast_receipts_stay_true_through_a_redis_restart(
+    nodes: Nodes,  # noqa: F811
+    redis: Redis,  # noqa: F811
+) -> None:
+    """
+    While the nodes come back after Redis restarted empty, each registers
+    its users again at its own pace. A BCST sent meanwhile is counted from
+    what its node knows; it must reach exactly the users counted.
+    """
+    cluster = nodes(3, "--rate-limit", "0")
+    ann, bob, cy = (Client(node.port) for node in cluster)
+    ann.join("ann")
+    bob.join("bob")
+    cy.join("cy")
+    wait_until(lambda: names(ann) == ["ann", "bob", "cy"], 5, "all in LIST")
+    lose_redis(cluster, redis)
+    redis.start()
+    receipts: dict[str, str] = {}
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        text = f"m{len(receipts)}"
+        receipts[text] = ann.command(f"BCST {text}")[0]
+        time.sleep(0.005)
+    reached: dict[str, int] = dict.fromkeys(receipts, 0)
+    for client in (bob, cy):
+        client.sendline("LIST")  # a last line, to read up to
+        for line in client.read_until(lambda line: line.startswith(("OK LIST", "ERR"))):
+            if line.startswith("BCST ann: "):
+                reached[line.removeprefix("BCST ann: ")] += 1
+    counted = {
+        text: int(receipt.removeprefix("OK BCST "))
+        for text, receipt in receipts.items()
+        if receipt.startswith("OK BCST ")
+    }
+    print(f"{len(counted)} broadcasts, by receipt: {sorted(set(counted.values()))}")
+    assert counted, receipts
+    assert {text: reached[text] for text in counted} == counted

@@ -121,7 +121,7 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. ' ' .. ARGV[3])
 redis.call('SADD', KEYS[3], ARGV[2])
 local v = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', '{EVENTS}', v .. ' join ' .. ARGV[1] .. ' ' .. ARGV[3])
-return 'joined'
+return 'joined ' .. v
 """
 )
 
@@ -171,12 +171,12 @@ return {1, redis.call('TIME')}
 # ARGV: node, lease in ms, capacity, then folded name and display name of
 # each live user. Makes the registry hold exactly this node's live users as
 # far as their names are free and the room has seats; returns the names that
-# another node took meanwhile, those without a seat, those registered again,
-# and Redis's TIME.
+# another node took meanwhile, those without a seat, those registered again
+# and the versions at which they were, and Redis's TIME.
 REASSERT: Final = f"""
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
-local live, taken, full, added = {{}}, {{}}, {{}}, {{}}
+local live, taken, full, added, versions = {{}}, {{}}, {{}}, {{}}, {{}}
 for i = 4, #ARGV, 2 do live[ARGV[i]] = true end
 for _, folded in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   if not live[folded] then
@@ -199,11 +199,12 @@ for i = 4, #ARGV, 2 do
     local v = redis.call('INCR', KEYS[3])
     redis.call('PUBLISH', '{EVENTS}', v .. ' join ' .. ARGV[1] .. ' ' .. ARGV[i + 1])
     table.insert(added, ARGV[i])
+    table.insert(versions, v)
   elseif string.sub(held, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then
     table.insert(taken, ARGV[i])
   end
 end
-return {{taken, full, added, redis.call('TIME')}}
+return {{taken, full, added, versions, redis.call('TIME')}}
 """
 
 # KEYS: bans. ARGV: node, key, sanction (JSON), now, most bans, deadline.
@@ -383,7 +384,11 @@ class ClusterRoom(Service):
         self._local: dict[str, Member] = {}
         self._replica: dict[str, tuple[str, str]] = {}  # folded -> (node, name)
         self._version = 0
-        self._buffered: list[str] | None = None  # events that arrive mid-sync
+        # What arrives while the node resynchronises, handed on after it.
+        self._buffered: list[tuple[str, str]] | None = None
+        # The registry's version at which each local member was registered:
+        # a broadcast reaches those its sender counted (L{broadcast}).
+        self._since: dict[Member, int] = {}
         self._pending: set[Deferred[object]] = set()
         self._outbox: dict[str, list[str]] = {}
         self._kept: list[str] = []  # broadcasts of this turn, for the history
@@ -565,7 +570,7 @@ class ClusterRoom(Service):
         """
         live = [item for key, m in self._local.items() for item in (key, str(m.name))]
         sent = self.clock.seconds()
-        taken, full, added, time = yield self._call(
+        taken, full, added, versions, time = yield self._call(
             self._redis.eval(
                 REASSERT,
                 [USERS, NODES, VERSION, *self._keys],
@@ -573,6 +578,8 @@ class ClusterRoom(Service):
             )
         )
         self._redisClock.read(sent, self.clock.seconds(), time)
+        for folded, version in zip(added, versions, strict=True):
+            self._since[self._local[folded]] = version
         for names, reason, details in (
             (taken, grammar.USERNAME_TAKEN, "another user took your name"),
             (full, grammar.TOO_MANY_USERS, "the room filled up"),
@@ -586,6 +593,7 @@ class ClusterRoom(Service):
         member = self._local.pop(folded, None)
         if member is None or member.name is None:
             return
+        self._since.pop(member, None)
         name = member.name
         self.log.warn("redis: {name} closed: {reason}, {details}", name=name, reason=reason,
                       details=details)  # fmt: skip
@@ -616,8 +624,8 @@ class ClusterRoom(Service):
             self._replica[fold(name)] = (node, name)
         self._version = int(version)
         buffered, self._buffered = self._buffered, None
-        for event in buffered:
-            self._event(event)
+        for channel, batch in buffered:
+            self.received(channel, batch)
         self.available = True
         if self.moderation is not None:
             self.moderation.loaded(_sanctions(bans))
@@ -639,22 +647,27 @@ class ClusterRoom(Service):
             for message in batch.split("\0"):  # KICKs of one turn are batched
                 self._moderated(message)
             return
-        if channel == EVENTS:
-            if self._buffered is not None:
-                self._buffered.append(batch)
-            else:
-                self._event(batch)
+        if self._buffered is not None:
+            # Resynchronising: the replica and the versions of this node's
+            # users are not known yet.
+            self._buffered.append((channel, batch))
             return
-        local = self._local
+        if channel == EVENTS:
+            self._event(batch)
+            return
+        local, since = self._local, self._since
         for message in batch.split("\0"):
             if channel == BROADCASTS:
-                origin, line = message.split("\n", 1)
+                header, line = message.split("\n", 1)
+                origin, counted = header.split(" ")
                 if origin != self.node:
-                    data, sender = line.encode(), _sender(line)
+                    data, sender, version = line.encode(), _sender(line), int(counted)
                     # An action's line is in each reader's format.
                     form = grammar.action_for_machine(data) if line[0] == "*" else data
                     for member in list(local.values()):
-                        if member.prefs is None or member.prefs.accepts(sender):
+                        if since.get(member, 0) <= version and (
+                            member.prefs is None or member.prefs.accepts(sender)
+                        ):
                             member.deliver(form if member.machine else data)
             elif channel == PRESENCE:
                 origin, both = message.split("\n", 1)
@@ -749,11 +762,13 @@ class ClusterRoom(Service):
             )
         )
 
-        def admitted(outcome: str) -> Admission:
-            if outcome == "late":
+        def admitted(answer: str) -> Admission:
+            if answer == "late":
                 raise RoomUnavailable("Redis ran the JOIN after its deadline")
+            outcome, _, version = answer.partition(" ")
             admission = Admission(outcome)
             if admission is Admission.JOINED:
+                self._since[member] = int(version)
                 self._local[key] = member
                 self._replica[key] = (self.node, name)
                 member.name = name
@@ -766,6 +781,7 @@ class ClusterRoom(Service):
             return False
         key = fold(member.name)
         del self._local[key]
+        self._since.pop(member, None)
         if self._replica.get(key, (None,))[0] == self.node:
             del self._replica[key]
         if self.available:  # else the re-assertion after reconnecting removes it
@@ -848,6 +864,7 @@ class ClusterRoom(Service):
         """Put C{new} in C{old}'s place (away and back); Redis is unchanged."""
         new.name = old.name
         self._local[fold(str(old.name))] = new
+        self._since[new] = self._since.pop(old, 0)
 
     def broadcast(
         self, lines: list[bytes], sender: Member, machine: list[bytes] | None = None
@@ -864,7 +881,9 @@ class ClusterRoom(Service):
             remote = len(self._replica) - len(self._local)
             local, ignoring, held = audience(self._local.values(), sender)
             if remote:
-                self.publish(BROADCASTS, f"{self.node}\n" + data.decode())
+                # The version the count is taken at: the other nodes hand it
+                # only to the users registered by then (L{received}).
+                self.publish(BROADCASTS, f"{self.node} {self._version}\n" + data.decode())
             outcomes = [member.deliver(form if member.machine else data) for member in local]
             reached = max(remote, 0) + len(outcomes) - outcomes.count(Delivery.DROPPED)
             yield reached + ignoring, outcomes.count(Delivery.HELD) + held
