@@ -584,3 +584,33 @@ def test_tls_web_clients_without_a_request_are_aborted(
     print(f"\nthree TLS connections without a request closed within {elapsed:.1f} s")
     assert elapsed < 5
     assert server.wait_for_log("no complete request within 1.0s").count("within 1.0s") >= 2
+
+
+def test_a_browser_takes_the_place_of_an_idle_connection_when_the_server_is_full(
+    start_server: StartServer,
+) -> None:
+    """
+    At C{--max-connections}, an HTTP connection (the web page, a scrape)
+    takes the place of the oldest connection that has not joined, as a chat
+    connection does; before, it was answered 503 until one timed out.
+    """
+    server = start_server(
+        "--web", "tcp:0:interface=127.0.0.1", "--max-connections", "10", "--join-timeout", "60"
+    )
+    port = site_port(server)
+    member = Client(server.port)
+    member.join("member")
+    idle = [Client(server.port, source=f"127.0.0.{2 + n % 5}") for n in range(9)]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as browser:
+        browser.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := browser.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:200]
+    received = b""
+    with contextlib.suppress(ConnectionResetError):  # aborted at once, after its BYE
+        while chunk := idle[0].sock.recv(65536):
+            received += chunk
+    assert b"BYE Too Many Connections: the server is full" in received
+    server.wait_for_log("to make room for 127.0.0.1:")
+    assert member.list_names() == ["member"]

@@ -111,6 +111,38 @@ class ChatFactory(ServerFactory):
     def buildProtocol(self, addr: IAddress | None) -> ChatProtocol:
         return ChatProtocol(self, *describe(addr))
 
+    def makeRoom(self, peer: str) -> bool:
+        """
+        The server is at C{--max-connections}: the oldest connection that
+        has not joined (or is closing) makes room for a new one from
+        C{peer}, chat or HTTP, so that a flood of idle connections cannot
+        keep everyone out; registered users are never pushed out.
+
+        @return: whether a connection made room.
+        """
+        for session in self.connections:
+            if session.name is None and isinstance(session.link, ChatProtocol):
+                break
+        else:
+            return False
+        victim = session.link
+        self.stats.limits["max_connections_replaced"] += 1
+        self.log.info(
+            "closing the connection of {victim}, which has not joined, to make room for "
+            "{peer}: the server has {count} connections, its limit",
+            victim=victim.peer,
+            peer=peer,
+            count=self.peers.total,
+        )
+        session.bye(
+            grammar.TOO_MANY_CONNECTIONS,
+            "the server is full, and a newer connection took the place of this one, "
+            "which had not joined",
+        )
+        victim.abort()  # a closing connection must not hold the place it gave up
+        victim.forget()
+        return True
+
     def checkIdle(self) -> None:
         """Close the connections of users idle for longer than the limit."""
         now = self.clock.seconds()

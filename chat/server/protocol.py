@@ -36,6 +36,9 @@ class Server(Shared, Protocol):
     def connectionClosed(self) -> None:
         """A connection that was admitted is gone."""
 
+    def makeRoom(self, peer: str) -> bool:
+        """The server is full: let C{peer} take the place of a connection, if one may give it."""
+
 
 class Transport(Protocol):
     """
@@ -164,9 +167,9 @@ class ChatProtocol(LineReceiver):
         for call in (self._abortCall, self._handshakeCall):
             if call is not None and call.active():
                 call.cancel()
-        self._forget()
+        self.forget()
 
-    def _forget(self) -> None:
+    def forget(self) -> None:
         """The connection is gone, or as good as gone: free its place at once."""
         session, self.session = self.session, None
         if session is None:  # refused, or forgotten already
@@ -177,36 +180,7 @@ class ChatProtocol(LineReceiver):
         self.server.connectionClosed()
 
     def _makeRoom(self) -> bool:
-        """
-        The server is at C{--max-connections}: the oldest connection that
-        has not joined (or is closing) makes room for this one, so that a
-        flood of idle connections cannot keep everyone out; registered
-        users are never pushed out.
-
-        @return: whether a connection made room.
-        """
-        for session in self.server.connections:
-            if session.name is None and isinstance(session.link, ChatProtocol):
-                break
-        else:
-            return False
-        victim = session.link
-        self.server.stats.limits["max_connections_replaced"] += 1
-        self.log.info(
-            "closing the connection of {victim}, which has not joined, to make room for "
-            "{peer}: the server has {count} connections, its limit",
-            victim=victim.peer,
-            peer=self.peer,
-            count=self.server.peers.total,
-        )
-        session.bye(
-            grammar.TOO_MANY_CONNECTIONS,
-            "the server is full, and a newer connection took the place of this one, "
-            "which had not joined",
-        )
-        victim.abort()  # a closing connection must not hold the place it gave up
-        victim._forget()
-        return True
+        return self.server.makeRoom(self.peer)
 
     # Flow control: the transport tells when its buffer is full, and empty.
 

@@ -9,7 +9,9 @@ other to hold a file descriptor. Over C{--max-per-ip} or
 C{--max-connections} the connection is answered C{503 Service Unavailable}
 with the reason and closed, and aborted if that close has not finished
 within C{handshake_timeout} (a TLS handshake that never ends, a client that
-does not read).
+does not read). At C{--max-connections} it first takes the place of the
+oldest chat connection that has not joined, as a chat connection does
+(L{ChatFactory.makeRoom}): a browser is a person too.
 
 A WebSocket starts as an HTTP request and then becomes a chat connection,
 counted by its L{ChatProtocol} from then on: the channel hands its count
@@ -77,7 +79,7 @@ class CappedChannel(HTTPChannel):
         assert self.transport is not None  # connected
         chat = self._chat
         self._host, self._peer = describe(self.transport.getPeer())
-        refusal = chat.peers.admit(self._host, chat.limits)
+        refusal = chat.peers.admit(self._host, chat.limits, lambda: chat.makeRoom(self._peer))
         if refusal is not None:
             self._refuse(refusal)
             return
