@@ -579,7 +579,11 @@ class ClusterRoom(Service):
         )
         self._redisClock.read(sent, self.clock.seconds(), time)
         for folded, version in zip(added, versions, strict=True):
-            self._since[self._local[folded]] = version
+            member = self._local.get(folded)
+            if member is not None:
+                self._since[member] = version
+            else:  # left while the script was on its way
+                self._unregister(folded)
         for names, reason, details in (
             (taken, grammar.USERNAME_TAKEN, "another user took your name"),
             (full, grammar.TOO_MANY_USERS, "the room filled up"),
@@ -785,9 +789,13 @@ class ClusterRoom(Service):
         if self._replica.get(key, (None,))[0] == self.node:
             del self._replica[key]
         if self.available:  # else the re-assertion after reconnecting removes it
-            leave = self._redis.eval(LEAVE, [USERS, VERSION, self._keys[0]], [self.node, key])
-            self._background(leave, "leave")
+            self._unregister(key)
         return True
+
+    def _unregister(self, folded: str) -> None:
+        """Remove this node's user C{folded} from the registry in Redis."""
+        leave = self._redis.eval(LEAVE, [USERS, VERSION, self._keys[0]], [self.node, folded])
+        self._background(leave, "leave")
 
     def findLocal(self, name: str) -> Member | None:
         """The member on this node registered as C{name}, or C{None}."""
