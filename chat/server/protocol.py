@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from chat.core import grammar
 from chat.core.away import Timer
+from chat.core.editmode import EditMode
 from chat.core.limits import PeerCount
 from chat.core.session import Session, Shared
 
@@ -98,6 +99,14 @@ class ChatProtocol(LineReceiver):
         self.server = server
         self.host = host
         self.peer = peer
+
+    @property
+    def terminal(self) -> bool:
+        """
+        Whether a terminal may be at the other end: not on a WebSocket,
+        whose transport (L{chat.web.socket}) says C{terminal = False}.
+        """
+        return bool(getattr(self.transport, "terminal", True))
 
     @property
     def link(self) -> Transport:
@@ -186,11 +195,14 @@ class ChatProtocol(LineReceiver):
         @return: whether a connection made room.
         """
         for session in self.server.connections:
-            if session.name is None and isinstance(session.link, ChatProtocol):
+            link = session.link
+            if isinstance(link, EditMode):  # MODE EDIT before JOIN
+                link = link.inner
+            if session.name is None and isinstance(link, ChatProtocol):
                 break
         else:
             return False
-        victim = session.link
+        victim = link
         self.server.stats.limits["max_connections_replaced"] += 1
         self.log.info(
             "closing the connection of {victim}, which has not joined, to make room for "
