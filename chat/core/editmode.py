@@ -31,7 +31,7 @@ from typing import Final, Protocol
 
 from chat.core import grammar
 from chat.core.away import Timer
-from chat.core.editor import ERASE_ROW, Editor
+from chat.core.editor import ERASE_ROW, Editor, drawn_width
 from chat.core.room import Delivery, Later
 from chat.core.screen import Look, decorate
 from chat.core.telnet import DO, ECHO, IAC, NAWS, SGA, WILL, WONT, NegotiatingTelnet
@@ -124,6 +124,7 @@ class EditMode:
         self.decided = False
         self.why = ""
         self.columns = DEFAULT_COLUMNS
+        self._reflowed = 0  # rows the input row took above the cursor after a resize
         self._timer: Timer | None = clock.callLater(NEGOTIATION_TIMEOUT, self._timedOut)
 
     # The negotiation (chat.core.telnet.Negotiation)
@@ -140,8 +141,17 @@ class EditMode:
             self.host.editEnded()
 
     def resized(self, width: int, height: int) -> None:
-        if width:
-            self.columns = width
+        """
+        A narrower window: terminals that reflow (tmux, VTE, kitty) have
+        wrapped the input row over rows of the new width, the cursor on the
+        last of them: the next row drawn starts from the first, erasing
+        down (L{_reflowed}). A window that is not narrower needs a redraw only.
+        """
+        if not width:
+            return
+        if self.active and drawn_width(width) < drawn_width(self.columns):
+            self._reflowed = self.editor.column // drawn_width(width)
+        self.columns = width
         if self.active:
             self.changed()
 
@@ -211,6 +221,9 @@ class EditMode:
         if not lines[-1]:
             lines.pop()
         shown: list[str] = [ERASE_ROW] if lines else []
+        if self._reflowed:
+            shown.insert(0, f"\r\x1b[{self._reflowed}A\x1b[J")
+            self._reflowed = 0
         if lines:
             now, me, look = self.clock.seconds(), self.host.name, self.look
             for line in lines:

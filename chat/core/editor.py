@@ -133,6 +133,7 @@ class Editor:
         "_pending",
         "_recalled",
         "_tabbed",
+        "column",
         "cursor",
         "max_length",
         "text",
@@ -152,6 +153,7 @@ class Editor:
         self._recalled: int | None = None  # the index in _history shown, if any
         self._draft = ""  # the line being typed when Up was pressed
         self._tabbed = False  # the last key was a Tab that completed nothing
+        self.column = 0  # the cursor's column in the row last drawn
 
     # The interface of chat.core.framing.LineSplitter
 
@@ -220,7 +222,7 @@ class Editor:
         and the part of the line around the cursor, the cursor placed. The
         last column stays empty, so the terminal never wraps the row.
         """
-        columns = min(max(columns, MIN_WIDTH), MAX_WIDTH)
+        columns = drawn_width(columns)
         if width(prompt) > columns // 2:
             prompt = ""
         room = columns - 1 - width(prompt)
@@ -242,6 +244,7 @@ class Editor:
             shown.append(char)
         bell, self._bell = (BEL if self._bell else ""), False
         column = width(prompt) + width(text[self._offset : cursor])
+        self.column = column
         move = f"\r\x1b[{column}C" if column else "\r"
         return f"{bell}{ERASE_ROW}{prompt}{''.join(shown)}{move}"
 
@@ -390,6 +393,11 @@ class Editor:
         else:
             self._bell = True
             self._tabbed = True
+
+
+def drawn_width(columns: int) -> int:
+    """The width the row is drawn for in a window C{columns} wide (NAWS may say 0, or 65535)."""
+    return min(max(columns, MIN_WIDTH), MAX_WIDTH)
 
 
 def _common(names: list[str]) -> int:

@@ -57,7 +57,7 @@ HELP_TEXT: Final = (
     "NOTICES ON|OFF          notices of users joining and leaving (human format: on)",
     "MODE MACHINE|HUMAN      switch to the strict format for programs, or back",
     "MODE EDIT [<options>]   at a telnet terminal: the server edits your line, messages above it",
-    "                        options: TIME (stamps), BELL (private, your name), COLOR",
+    "MODE EDIT options       TIME (HH:MM stamps), BELL (private messages, your name), COLOR",
     "MODE LINE               back from MODE EDIT: your client edits its lines again",
     "HELP                    show this help",
     "QUIT                    leave and close the connection",
