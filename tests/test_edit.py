@@ -192,7 +192,7 @@ def test_options_in_any_order_and_changed_while_on(connect, logs) -> None:
     assert b"OK MODE EDIT TIME BELL COLOR:" in editing(alice, "color bell TIME")
     shown = keys(alice, b"MODE EDIT\r")
     assert b"OK MODE EDIT plain:" in shown and not shown.endswith(GIVE_BACK)
-    assert logged(logs, "alice turned edit mode changed (plain)")
+    assert logged(logs, "alice changed edit mode (plain)")
 
 
 def test_not_on_a_websocket(connect) -> None:
@@ -354,6 +354,16 @@ def test_a_line_mode_client_gets_exactly_the_bytes_of_today(connect) -> None:
     )
 
 
+def test_closing_halfway_through_a_line_sends_nothing(connect) -> None:
+    """A person who closes telnet without Enter did not send the line (nc -N's last line is)."""
+    alice, bob = connect("alice"), connect("bob")
+    editing(alice)
+    keys(alice, b"BCST half a li")
+    alice.protocol.readConnectionLost()
+    assert alice.closed
+    assert bob.lines() == []
+
+
 def test_quit_gives_the_echo_back(connect) -> None:
     alice = connect("alice")
     editing(alice)
@@ -504,7 +514,8 @@ class Owner:
 def test_the_editor_takes_any_bytes(data: bytes) -> None:
     """Whatever arrives: lines within the bound, no control character in them."""
     editor = Editor(64, Owner(["bob"]))
-    lines = editor.feed(data) + editor.end()
+    lines = editor.feed(data)
+    assert editor.end() == []
     for line in lines:
         assert isinstance(line, bytes) and len(line) <= 64
         assert not re.search(rb"[\x00-\x1f\x7f]", line)

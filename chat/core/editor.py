@@ -210,9 +210,14 @@ class Editor:
         return lines
 
     def end(self) -> list[bytes]:
-        """The input ended: the line being typed is sent as it is, if any."""
-        line, self.text, self.cursor = self.text, "", 0
-        return [line.encode()] if line else []
+        """
+        The input ended: nothing more is sent. Unlike the splitter's (a
+        script's last line without a line end), a line being typed was not
+        sent: a person closing telnet halfway through a line did not press
+        Enter.
+        """
+        self.text, self.cursor = "", 0
+        return []
 
     # Drawing
 

@@ -1439,11 +1439,13 @@ class Session:
         )
 
     def _editOn(self, edit: EditMode, how: str) -> None:
+        """Edit mode is on (C{how}: C{on}), or its look C{changed}: the OK and the status line."""
         chosen = " ".join(edit.look.words()) or "plain"
         self.log.info(
-            "{who} turned edit mode {how} ({look})",
+            "{who} turned edit mode on ({look})"
+            if how == "on"
+            else "{who} changed edit mode ({look})",
             who=self.name or self.peer,
-            how=how,
             look=chosen,
         )
         self.deliver(
