@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_web import WebSocketClient, web_factory
 from twisted.internet.task import Clock
 
 from chat.core.editmode import GIVE_BACK, OFFER
@@ -202,6 +203,16 @@ def test_not_on_a_websocket(connect) -> None:
     assert page.send("MODE EDIT") == [
         ("ERR Usage: MODE EDIT is for people at a telnet terminal (human format, not a WebSocket)")
     ]
+
+
+def test_not_on_a_real_websocket(factory: ChatFactory) -> None:
+    """The web transport says so: the page's user gets the error, and no negotiation byte."""
+    page = WebSocketClient(web_factory(factory), 7000)
+    page.messages()
+    assert page.command("MODE EDIT") == [
+        "ERR Usage: MODE EDIT is for people at a telnet terminal (human format, not a WebSocket)"
+    ]
+    assert page.transport.value() == b""
 
 
 def test_help_lists_the_mode_words(connect) -> None:

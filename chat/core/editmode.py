@@ -171,6 +171,23 @@ class EditMode:
             self._timer.cancel()
         self._timer = None
 
+    def confirmation(self) -> str:
+        """The details of C{OK MODE EDIT}: the look chosen, and the way back."""
+        chosen = " ".join(self.look.words()) or "plain"
+        return f"EDIT {chosen}: the server echoes and edits your line; MODE LINE goes back"
+
+    def refusal(self) -> str:
+        """The details of C{ERR Not A Terminal}: what the client did, and that nothing changed."""
+        what = (
+            f"did not answer the telnet negotiation within {NEGOTIATION_TIMEOUT:g} seconds"
+            if self.why == "timeout"
+            else "refused to let the server echo (DONT ECHO)"
+        )
+        return (
+            f"your client {what}; MODE EDIT needs a telnet program (telnet HOST PORT); "
+            "still in line mode"
+        )
+
     def end(self) -> bytes:
         """
         Leave edit mode: the bytes that erase the input row and give the

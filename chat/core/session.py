@@ -23,7 +23,7 @@ from typing import Final, Protocol
 
 from chat.core import grammar, presence
 from chat.core.away import AwaySession, Timer, is_token, new_token
-from chat.core.editmode import NEGOTIATION_TIMEOUT, OFFER, EditMode
+from chat.core.editmode import OFFER, EditMode
 from chat.core.editor import Editor
 from chat.core.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
 from chat.core.history import Entry, History, wanted
@@ -1418,6 +1418,7 @@ class Session:
         self._whenDecided(edit.answer, self._editDecided, edit)
 
     def _editDecided(self, agreed: bool, edit: EditMode) -> None:
+        """The client's answer to MODE EDIT: the editor in place, or line mode kept."""
         if agreed:
             self._lines = edit.editor
             self._editOn(edit, "on")
@@ -1426,36 +1427,19 @@ class Session:
         self.log.info(
             "{who} did not agree to edit mode ({why})", who=self.name or self.peer, why=edit.why
         )
-        self._error(
-            grammar.NOT_A_TERMINAL,
-            (
-                "your client did not answer the telnet negotiation within "
-                f"{NEGOTIATION_TIMEOUT:g} seconds"
-                if edit.why == "timeout"
-                else "your client refused to let the server echo (DONT ECHO)"
-            )
-            + "; MODE EDIT needs a telnet program (telnet HOST PORT); still in line mode",
-            edit.why,
-        )
+        self._error(grammar.NOT_A_TERMINAL, edit.refusal(), edit.why)
 
     def _editOn(self, edit: EditMode, how: str) -> None:
-        """Edit mode is on (C{how}: C{on}), or its look C{changed}: the OK and the status line."""
-        chosen = " ".join(edit.look.words()) or "plain"
+        """Edit mode is C{on}, or its look C{changed}: the OK and the status line."""
+        look = edit.look.words()
         self.log.info(
             "{who} turned edit mode on ({look})"
             if how == "on"
             else "{who} changed edit mode ({look})",
             who=self.name or self.peer,
-            look=chosen,
+            look=" ".join(look) or "plain",
         )
-        self.deliver(
-            self.format.ok(
-                "MODE",
-                f"EDIT {chosen}: the server echoes and edits your line; MODE LINE goes back",
-                "EDIT",
-                *edit.look.words(),
-            )
-        )
+        self.deliver(self.format.ok("MODE", edit.confirmation(), "EDIT", *look))
 
     def _endEdit(self) -> bool:
         """Leave edit mode, if on: the client echoes again. Whether it was on."""
