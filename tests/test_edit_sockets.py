@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from itertools import count
 
 import pytest
+from test_cluster import Nodes, nodes, redis  # noqa: F401  (fixtures)
 
 from server import ChatServer, Client
 
@@ -94,6 +95,54 @@ def test_a_socket_that_does_not_answer_keeps_line_mode(server: ChatServer) -> No
     assert quiet.read_line(timeout=WAIT).startswith("ERR Not A Terminal: your client did not")
     assert quiet.read_reply() == ["USER quiet", "OK LIST 1"]
     server.wait_for_log("quiet did not agree to edit mode (timeout)")
+
+
+def negotiated(port: int, name: str) -> Client:
+    """A raw socket registered as C{name}, in edit mode as telnet agrees to it."""
+    client = Client(port)
+    client.join(name)
+    client.sendline("MODE EDIT")
+    client.expect_bytes(OFFER)
+    client.send(AGREE)
+    read_until(client, f"{name}> \r\x1b[{len(name) + 2}C".encode())
+    return client
+
+
+def test_hostile_negotiation_and_keys_cost_nothing(server: ChatServer) -> None:
+    """
+    A subnegotiation that never ends, a flood of escape sequences and
+    control keys, a line past --max-line: the row stays bounded, the server
+    answers, and the others see nothing of it.
+    """
+    bob = Client(server.port)
+    bob.join("bob")
+    mallory = negotiated(server.port, "mallory")
+    mallory.send(bytes((IAC, SB, NAWS)) + b"\x00" * 100_000 + bytes((IAC, SE)))
+    mallory.send(b"\x1b[" + b"9" * 5000 + b"\x1b]0;x\x07\x00\x05\x1bO" * 500)
+    mallory.send(b"BCST " + b"y" * 5000)  # --max-line is 4096: refused with bells
+    screen = read_until(mallory, b"\r\x1b[78C")
+    assert b"\x07" in screen
+    mallory.send(b"\x15BCST still here\r")
+    read_until(mallory, b"OK BCST 1\r\n")
+    assert bob.read_line() == "BCST mallory: still here"
+
+
+def test_tab_completes_a_name_of_another_node(nodes: Nodes) -> None:  # noqa: F811  (fixture)
+    """In a cluster, Tab completes the names of the node's replica: every node's users."""
+    first, second = nodes(2)
+    carol = Client(second.port)
+    carol.join("carol")
+    alice = negotiated(first.port, "alice")
+    deadline = time.monotonic() + WAIT
+    while True:  # the replica learns of carol by an event from Redis
+        alice.send(b"\x15MESG c\t")
+        screen = read_until(alice, b"\r\x1b[")
+        if b"MESG carol " in screen:
+            break
+        assert time.monotonic() < deadline, screen
+        time.sleep(0.1)
+    alice.send(b"hi\r")
+    assert carol.read_line() == "MESG alice: hi"
 
 
 # nc: no negotiation byte, ever, unless it asks
