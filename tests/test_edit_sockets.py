@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from itertools import count
+from pathlib import Path
 
 import pytest
 from test_cluster import Nodes, nodes, redis  # noqa: F401  (fixtures)
@@ -203,7 +204,8 @@ class Pane:
     """A tmux server of its own (C{-L}), one window running C{telnet}."""
 
     def __init__(self, tmux: str, command: str, columns: int = 80, rows: int = 24) -> None:
-        self.tmux = [tmux, "-L", f"chat-edit-{os.getpid()}-{next(_sessions)}", "-f", "/dev/null"]
+        self.name = f"chat-edit-{os.getpid()}-{next(_sessions)}"
+        self.tmux = [tmux, "-L", self.name, "-f", "/dev/null"]
         # The pane stays once telnet has exited, to be read.
         self.run(
             "new-session",
@@ -243,7 +245,10 @@ class Pane:
             time.sleep(0.05)
 
     def kill(self) -> None:
+        """Stop this pane's own tmux server, and remove its socket, which tmux leaves."""
         subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True, timeout=10)
+        sockets = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (sockets / self.name).unlink(missing_ok=True)
 
 
 @pytest.fixture
