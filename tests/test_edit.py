@@ -285,6 +285,15 @@ def test_keys_split_across_reads(connect) -> None:
     assert shown.count(b"ERR") == 1  # the line sent once: an unknown command
 
 
+def test_telnet_answers_go_out_as_they_are(connect) -> None:
+    """Ctrl-C in telnet (IAC IP, IAC DO TIMING-MARK): the refusal is sent raw, before the row."""
+    alice = connect("alice")
+    editing(alice)
+    assert keys(alice, b"ab" + bytes((IAC, 244, IAC, DO, 6))) == (
+        bytes((IAC, WONT, 6)) + row("alice> ", "ab")
+    )
+
+
 def test_enter_in_every_form_sends_one_line(connect) -> None:
     alice = connect("alice")
     editing(alice)
