@@ -239,7 +239,9 @@ def test_machine_mode(connect: Connect) -> None:
     assert status[-1] == "OK STATUS"
     assert bot.send("MODE HUMAN") == ["OK MODE HUMAN: version 2 of the machine format"]
     assert bot.send("MESG nobody hi")[0].startswith("ERR Unknown Recipient: ")
-    assert bot.send("MODE ROBOT") == ["ERR Usage: MODE MACHINE | MODE HUMAN"]
+    assert bot.send("MODE ROBOT") == [
+        "ERR Usage: MODE MACHINE | MODE HUMAN | MODE EDIT [TIME] [BELL] [COLOR] | MODE LINE"
+    ]
 
 
 def test_machine_mode_before_join_and_bye(clock: Clock) -> None:

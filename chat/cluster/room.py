@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Final, NoReturn, TypeVar
 from urllib.parse import urlparse
 
@@ -821,6 +821,10 @@ class ClusterRoom(Service):
             return None if entry is None else _Remote(self, *entry.split(" ", 1))
 
         return self._later(self._call(self._redis.hget(USERS, key)).addCallback(found))
+
+    def known(self) -> Iterable[str]:
+        """The names of the replica: every node's users as of the last event this node read."""
+        return [name for _, name in self._replica.values()]
 
     def names(self) -> Later[list[Listed]]:
         """

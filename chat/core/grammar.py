@@ -56,6 +56,9 @@ HELP_TEXT: Final = (
     "UNIGNORE <username>     stop ignoring a user",
     "NOTICES ON|OFF          notices of users joining and leaving (human format: on)",
     "MODE MACHINE|HUMAN      switch to the strict format for programs, or back",
+    "MODE EDIT [<options>]   at a telnet terminal: the server edits your line, messages above it",
+    "MODE EDIT options       TIME (HH:MM stamps), BELL (private messages, your name), COLOR",
+    "MODE LINE               back from MODE EDIT: your client edits its lines again",
     "HELP                    show this help",
     "QUIT                    leave and close the connection",
 )
@@ -84,6 +87,7 @@ LINE_TOO_LONG: Final = "Line Too Long"
 CLUSTER_UNAVAILABLE: Final = "Cluster Unavailable"
 INVALID_TOKEN: Final = "Invalid Token"
 MESSAGE_DROPPED: Final = "Message Dropped"
+NOT_A_TERMINAL: Final = "Not A Terminal"  # MODE EDIT: the client did not agree (human format only)
 # ... of moderation (chat.core.moderation).
 NOT_OPERATOR: Final = "Not Operator"
 WRONG_PASSWORD: Final = "Wrong Password"

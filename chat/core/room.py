@@ -12,7 +12,7 @@ dictionary.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Final, Generic, Protocol, TypeVar
 
 from chat.core.personal import Prefs
@@ -219,6 +219,13 @@ class Room(Protocol):
     def names(self) -> list[Listed] | Later[list[Listed]]:
         """Registered users, in order of joining, with what LIST shows of them."""
 
+    def known(self) -> Iterable[str]:
+        """
+        The names this process knows now, without asking anyone (Tab
+        completion in edit mode): every registered name in a local room, the
+        replica's in a cluster.
+        """
+
     def broadcast(
         self, lines: list[bytes], sender: Member, machine: list[bytes] | None = None
     ) -> Iterator[tuple[int, int]]:
@@ -317,6 +324,9 @@ class LocalRoom:
         self._members[fold(str(old.name))] = self._spelled[str(old.name)] = new
         if self._later is not None:
             self._arrived[new] = len(self._notices)
+
+    def known(self) -> Iterable[str]:
+        return self._spelled.keys()
 
     def names(self) -> list[Listed]:
         """

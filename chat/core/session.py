@@ -23,6 +23,8 @@ from typing import Final, Protocol
 
 from chat.core import grammar, presence
 from chat.core.away import AwaySession, Timer, is_token, new_token
+from chat.core.editmode import OFFER, EditMode
+from chat.core.editor import Editor
 from chat.core.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
 from chat.core.history import Entry, History, wanted
 from chat.core.limits import Buffered, Limits, TokenBucket
@@ -39,6 +41,7 @@ from chat.core.room import (
     Room,
     RoomUnavailable,
 )
+from chat.core.screen import Look
 from chat.core.stats import Stats
 from chat.core.telnet import TelnetInput
 from chat.core.text import CONTROL_BYTES, NAME_RULE, decode, fold, is_valid_name, split_command
@@ -63,6 +66,8 @@ L{FLUSH_AT} for more readers, who then get it a line at a time."""
 BEFORE_JOIN: Final = frozenset(("JOIN", "HELP", "QUIT", "MODE"))
 """The commands served before JOIN."""
 
+
+MODE_USAGE: Final = "MODE MACHINE | MODE HUMAN | MODE EDIT [TIME] [BELL] [COLOR] | MODE LINE"
 
 REFUSED_JOIN: Final = "refused JOIN {name!r} from {peer}: {why} ({count}/{capacity} users)"
 
@@ -148,6 +153,10 @@ class Shared(Protocol):
 
 class Link(Protocol):
     """What a session needs of its connection: the adapter provides it."""
+
+    @property
+    def terminal(self) -> bool:
+        """Whether a terminal may be at the other end (telnet): a WebSocket's is a browser."""
 
     def write(self, data: bytes) -> None:
         """Hand C{data} on to the client now."""
@@ -284,7 +293,7 @@ class Session:
         self._granted = 0
         self._gone = False
         self._telnet = TelnetInput()
-        self._lines = LineSplitter(limits.max_line)
+        self._lines: LineSplitter | Editor = LineSplitter(limits.max_line)
         clock = shared.clock
         self.lastInput = self._connectedAt = now = clock.seconds()
         self._bucket = TokenBucket(limits.rate, limits.burst, now) if limits.rate else None
@@ -494,6 +503,8 @@ class Session:
 
     def _cancelTimers(self) -> None:
         """Nothing more is done for a connection that is closing."""
+        if isinstance(self.link, EditMode):
+            self.link.cancel()
         for call in (self._joinTimer, self._drainCall, self._hintTimer, self._readCall):
             if call is not None and call.active():
                 call.cancel()
@@ -1347,9 +1358,27 @@ class Session:
 
     def do_MODE(self, rest: str) -> None:
         mode = rest.upper()
-        if mode not in ("MACHINE", "HUMAN"):
-            self._error(grammar.USAGE, "MODE MACHINE | MODE HUMAN")
+        words = mode.split()
+        if words[:1] == ["EDIT"]:
+            self._modeEdit(words[1:])
             return
+        if mode == "LINE":
+            left = self._endEdit()
+            self.deliver(
+                self.format.ok(
+                    "MODE",
+                    "LINE: your client echoes and edits lines again"
+                    if left
+                    else "LINE: already in line mode",
+                    "LINE",
+                )
+            )
+            return
+        if mode not in ("MACHINE", "HUMAN"):
+            self._error(grammar.USAGE, MODE_USAGE)
+            return
+        if mode == "MACHINE":
+            self._endEdit()
         self.format = grammar.MACHINE if mode == "MACHINE" else grammar.HUMAN
         self.notices = presence.level(self.format.machine, self._noticesChosen)
         self.deliver(
@@ -1360,6 +1389,74 @@ class Session:
                 grammar.MACHINE_VERSION,
             )
         )
+
+    # Edit mode (chat.core.editmode)
+
+    def _modeEdit(self, words: list[str]) -> None:
+        """MODE EDIT [TIME] [BELL] [COLOR]: offer the telnet options; input waits for the answer."""
+        try:
+            look = Look.parse(words)
+        except ValueError as error:
+            self._error(grammar.USAGE, f"{error} is not a word of {MODE_USAGE}")
+            return
+        if self.format.machine or not self.link.terminal:
+            self._error(
+                grammar.USAGE,
+                "MODE EDIT is for people at a telnet terminal (human format, not a WebSocket)",
+            )
+            return
+        edit = self.link
+        if isinstance(edit, EditMode):  # on already: a new look
+            edit.look = look
+            self._editOn(edit, "changed")
+            return
+        edit = EditMode(
+            self, self.link, self.shared.clock, look, self.room.known, self.limits.max_line
+        )
+        self.link, self._telnet = edit, edit.telnet
+        self.deliver(OFFER)
+        self._whenDecided(edit.answer, self._editDecided, edit)
+
+    def _editDecided(self, agreed: bool, edit: EditMode) -> None:
+        """The client's answer to MODE EDIT: the editor in place, or line mode kept."""
+        if agreed:
+            self._lines = edit.editor
+            self._editOn(edit, "on")
+            return
+        self.link, self._telnet = edit.inner, TelnetInput()
+        self.log.info(
+            "{who} did not agree to edit mode ({why})", who=self.name or self.peer, why=edit.why
+        )
+        self._error(grammar.NOT_A_TERMINAL, edit.refusal(), edit.why)
+
+    def _editOn(self, edit: EditMode, how: str) -> None:
+        """Edit mode is C{on}, or its look C{changed}: the OK and the status line."""
+        look = edit.look.words()
+        self.log.info(
+            "{who} turned edit mode on ({look})"
+            if how == "on"
+            else "{who} changed edit mode ({look})",
+            who=self.name or self.peer,
+            look=" ".join(look) or "plain",
+        )
+        self.deliver(self.format.ok("MODE", edit.confirmation(), "EDIT", *look))
+
+    def _endEdit(self) -> bool:
+        """Leave edit mode, if on: the client echoes again. Whether it was on."""
+        edit = self.link
+        if not isinstance(edit, EditMode):
+            return False
+        self.flush()  # what was gathered in edit mode is shown in edit mode
+        self.link, self._telnet = edit.inner, TelnetInput()
+        self._lines = LineSplitter(self.limits.max_line)
+        self.deliver(edit.end())
+        self.log.info("{who} left edit mode", who=self.name or self.peer)
+        return True
+
+    def editEnded(self) -> None:
+        """The client took the echo back (C{DONT ECHO}): line mode, and the user is told."""
+        if self._endEdit():
+            self.deliver(grammar.info("Edit mode ended: your telnet client echoes again"))
 
     def do_STATUS(self, rest: str) -> None:
         shared, room, limits = self.shared, self.room, self.limits

@@ -14,9 +14,16 @@ a C{LineReceiver}. This filter looks for C{IAC} with one C-level scan of each
 read, and walks only the reads that have one (or that start inside a
 command); it keeps a state and one byte between reads, whatever the peer
 sends.
+
+L{NegotiatingTelnet} is the filter of a connection in edit mode
+(L{chat.core.editmode}): it accepts the options that mode asks for (the
+server's ECHO and SUPPRESS-GO-AHEAD, the client's NAWS), reads the window
+size, and refuses every other option as this filter does.
 """
 
 from __future__ import annotations
+
+from typing import Final, Protocol
 
 IAC = 255
 DONT = 254
@@ -26,6 +33,14 @@ WILL = 251
 SB = 250
 EC = 247
 SE = 240
+
+ECHO: Final = 1
+SGA: Final = 3
+"""SUPPRESS-GO-AHEAD (RFC 858): with ECHO, the client sends each key as it is pressed."""
+NAWS: Final = 31
+"""Negotiate About Window Size (RFC 1073): the client tells its width and height."""
+MAX_SUBNEGOTIATION: Final = 16
+"""The bytes of a subnegotiation kept (NAWS needs 5); the rest of a longer one is skipped."""
 
 _IAC_BYTE = b"\xff"
 _BS_BYTE = b"\x08"
@@ -87,7 +102,9 @@ class TelnetInput:
             if state == _SUBNEGOTIATION:
                 j = data.find(_IAC_BYTE, i)
                 if j < 0:
+                    self._subnegotiation(data[i:])
                     break
+                self._subnegotiation(data[i:j])
                 i = j + 1
                 state = _SUBNEGOTIATION_IAC
                 continue
@@ -101,6 +118,7 @@ class TelnetInput:
                     self._verb = byte
                     state = _OPTION
                 elif byte == SB:
+                    self._subnegotiationStarted()
                     state = _SUBNEGOTIATION
                 elif byte == EC:
                     kept.append(_BS_BYTE)
@@ -109,12 +127,90 @@ class TelnetInput:
                     # NOP, IP, AO, AYT, EL, GA, BRK, DM, stray SE: no data.
                     state = _DATA
             elif state == _OPTION:
-                if self._verb == DO:
-                    replies += bytes((IAC, WONT, byte))
-                elif self._verb == WILL:
-                    replies += bytes((IAC, DONT, byte))
+                replies += self._option(self._verb, byte)
                 state = _DATA
-            else:  # _SUBNEGOTIATION_IAC
-                state = _DATA if byte == SE else _SUBNEGOTIATION
+            elif byte == SE:  # _SUBNEGOTIATION_IAC
+                self._subnegotiated()
+                state = _DATA
+            else:
+                if byte == IAC:  # IAC IAC: a value byte of 255
+                    self._subnegotiation(_IAC_BYTE)
+                state = _SUBNEGOTIATION
         self._state = state
         return b"".join(kept), bytes(replies)
+
+    def _option(self, verb: int, option: int) -> bytes:
+        """The answer to C{IAC verb option}: a refusal of a request, nothing to a refusal."""
+        if verb == DO:
+            return bytes((IAC, WONT, option))
+        if verb == WILL:
+            return bytes((IAC, DONT, option))
+        return b""
+
+    def _subnegotiationStarted(self) -> None:
+        """C{IAC SB}: a subnegotiation starts."""
+
+    def _subnegotiation(self, data: bytes) -> None:
+        """Bytes of a subnegotiation: this filter skips them."""
+
+    def _subnegotiated(self) -> None:
+        """The end of a subnegotiation (C{IAC SE})."""
+
+
+class Negotiation(Protocol):
+    """What L{NegotiatingTelnet} tells of the client's answers (L{chat.core.editmode})."""
+
+    def agreed(self) -> None:
+        """The client lets the server echo (C{DO ECHO})."""
+
+    def refused(self) -> None:
+        """The client echoes itself (C{DONT ECHO})."""
+
+    def resized(self, width: int, height: int) -> None:
+        """The client's window size (NAWS)."""
+
+
+class NegotiatingTelnet(TelnetInput):
+    """
+    The filter of a connection that asked for edit mode: the server offered
+    C{WILL ECHO}, C{WILL SGA} and C{DO NAWS}, so the client's answers to
+    those are acknowledgements, told to C{negotiation} and never answered
+    (answering an acknowledgement could loop). Every other option is
+    refused as L{TelnetInput} refuses it. C{IAC SB NAWS w w h h IAC SE} is
+    read (a value byte of 255 comes doubled, C{IAC IAC}), in any
+    segmentation; at most L{MAX_SUBNEGOTIATION} bytes of one are kept.
+    """
+
+    __slots__ = ("_negotiation", "_sub")
+
+    def __init__(self, negotiation: Negotiation) -> None:
+        super().__init__()
+        self._negotiation = negotiation
+        self._sub: bytearray | None = None
+
+    def _option(self, verb: int, option: int) -> bytes:
+        if option == ECHO and verb in (DO, DONT):
+            if verb == DO:
+                self._negotiation.agreed()
+            else:
+                self._negotiation.refused()
+            return b""
+        if (option == SGA and verb in (DO, DONT)) or (option == NAWS and verb in (WILL, WONT)):
+            return b""
+        return super()._option(verb, option)
+
+    def _subnegotiationStarted(self) -> None:
+        self._sub = bytearray()
+
+    def _subnegotiation(self, data: bytes) -> None:
+        sub = self._sub
+        if sub is not None:
+            if len(sub) + len(data) <= MAX_SUBNEGOTIATION:
+                sub += data
+            else:
+                self._sub = None  # too long to be one this filter reads: skipped
+
+    def _subnegotiated(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None and len(sub) == 5 and sub[0] == NAWS:
+            self._negotiation.resized(sub[1] << 8 | sub[2], sub[3] << 8 | sub[4])

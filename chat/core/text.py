@@ -54,6 +54,14 @@ def decode(line: bytes) -> str:
     return line.decode("utf-8", "replace").translate(_CONTROLS).strip()
 
 
+def printable(text: str) -> str:
+    """
+    C{text} without the characters L{decode} removes (controls, bidi
+    controls, invisible ones), and nothing else changed: spaces stay.
+    """
+    return text.translate(_CONTROLS)
+
+
 def split_command(text: str) -> tuple[str, str]:
     """
     Split a decoded line into its command word and the rest.

@@ -14,6 +14,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
 from chat.core import grammar
+from chat.core.editmode import EditMode
 from chat.core.history import History, LocalHistory
 from chat.core.limits import Buffered, Limits, PeerCount
 from chat.core.moderation import Moderation
@@ -121,11 +122,14 @@ class ChatFactory(ServerFactory):
         @return: whether a connection made room.
         """
         for session in self.connections:
-            if session.name is None and isinstance(session.link, ChatProtocol):
+            link = session.link
+            if isinstance(link, EditMode):  # MODE EDIT before JOIN
+                link = link.inner
+            if session.name is None and isinstance(link, ChatProtocol):
                 break
         else:
             return False
-        victim = session.link
+        victim = link
         self.stats.limits["max_connections_replaced"] += 1
         self.log.info(
             "closing the connection of {victim}, which has not joined, to make room for "

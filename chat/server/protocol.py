@@ -103,6 +103,14 @@ class ChatProtocol(LineReceiver):
         self.peer = peer
 
     @property
+    def terminal(self) -> bool:
+        """
+        Whether a terminal may be at the other end: not on a WebSocket,
+        whose transport (L{chat.web.socket}) says C{terminal = False}.
+        """
+        return bool(getattr(self.transport, "terminal", True))
+
+    @property
     def link(self) -> Transport:
         """The transport, as what it is (see L{Transport})."""
         return cast(Transport, self.transport)

@@ -131,6 +131,9 @@ class WebSocketTransport:
     chat protocol exactly as on a telnet connection.
     """
 
+    terminal = False
+    """A browser, not a terminal: MODE EDIT (telnet echo and editing) is refused."""
+
     def __init__(self, websocket: ChatWebSocketProtocol) -> None:
         self._websocket = websocket
         self._partial = b""
