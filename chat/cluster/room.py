@@ -47,6 +47,7 @@ from urllib.parse import urlparse
 import txredisapi
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.defer import TimeoutError as NoAnswer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -81,6 +82,10 @@ passes in Redis: room for the reply's way back and for the error of the
 node's reading of Redis's clock (at most half of L{SAMPLE_RTT})."""
 SAMPLE_RTT: Final = 0.2
 """A reading of Redis's clock is used only from a round trip this short."""
+_UNREGISTERED: Final = 2**63
+"""The registry version of a local user swept from the registry, until the
+node registers it again: above any version (Redis's INCR stops at 2**63 - 1),
+so no broadcast from another node reaches it meanwhile (L{received})."""
 
 USERS: Final = "chat:users"
 NODES: Final = "chat:nodes"
@@ -168,16 +173,20 @@ return {1, redis.call('TIME')}
 """
 
 # KEYS: users, nodes, version, node's user set, node's lease.
-# ARGV: node, lease in ms, capacity, then folded name and display name of
-# each live user. Makes the registry hold exactly this node's live users as
-# far as their names are free and the room has seats; returns the names that
-# another node took meanwhile, those without a seat, those registered again
-# and the versions at which they were, and Redis's TIME.
-REASSERT: Final = f"""
+# ARGV: node, lease in ms, capacity, deadline, then folded name and display
+# name of each live user. Makes the registry hold exactly this node's live
+# users as far as their names are free and the room has seats; returns the
+# names that another node took meanwhile, those without a seat, those
+# registered again and the versions at which they were, and Redis's TIME.
+# Late, it changes nothing: the node, told it failed, tries again, and a late
+# run would register users whose refusals (a BYE) nobody would ever send.
+REASSERT: Final = (
+    _unless_late("ARGV[4]")
+    + f"""
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
 local live, taken, full, added, versions = {{}}, {{}}, {{}}, {{}}, {{}}
-for i = 4, #ARGV, 2 do live[ARGV[i]] = true end
+for i = 5, #ARGV, 2 do live[ARGV[i]] = true end
 for _, folded in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   if not live[folded] then
     redis.call('SREM', KEYS[4], folded)
@@ -189,7 +198,7 @@ for _, folded in ipairs(redis.call('SMEMBERS', KEYS[4])) do
     end
   end
 end
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local held = redis.call('HGET', KEYS[1], ARGV[i])
   if not held and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
     table.insert(full, ARGV[i])
@@ -206,6 +215,7 @@ for i = 4, #ARGV, 2 do
 end
 return {{taken, full, added, versions, redis.call('TIME')}}
 """
+)
 
 # KEYS: bans. ARGV: node, key, sanction (JSON), now, most bans, deadline.
 # Expired bans are dropped first; a new ban past the bound is refused ('full').
@@ -439,6 +449,8 @@ class ClusterRoom(Service):
         """Bound a Redis command in time; any failure becomes L{RoomUnavailable}."""
 
         def unavailable(failure: Failure) -> NoReturn:
+            if failure.check(NoAnswer):  # its text would be "(3.0, 'Deferred')"
+                raise RoomUnavailable(f"no answer from Redis within {COMMAND_TIMEOUT:g} s")
             raise RoomUnavailable(str(failure.value))
 
         command.addTimeout(COMMAND_TIMEOUT, self.clock)
@@ -570,13 +582,16 @@ class ClusterRoom(Service):
         """
         live = [item for key, m in self._local.items() for item in (key, str(m.name))]
         sent = self.clock.seconds()
-        taken, full, added, versions, time = yield self._call(
+        answer = yield self._call(
             self._redis.eval(
                 REASSERT,
                 [USERS, NODES, VERSION, *self._keys],
-                [self.node, int(LEASE * 1000), self.capacity, *live],
+                [self.node, int(LEASE * 1000), self.capacity, self._deadline(), *live],
             )
         )
+        if answer == "late":
+            raise RoomUnavailable("Redis ran the re-assertion after its deadline")
+        taken, full, added, versions, time = answer
         self._redisClock.read(sent, self.clock.seconds(), time)
         for folded, version in zip(added, versions, strict=True):
             member = self._local.get(folded)
@@ -598,6 +613,10 @@ class ClusterRoom(Service):
         if member is None or member.name is None:
             return
         self._since.pop(member, None)
+        if self._replica.get(folded, (None,))[0] == self.node:
+            # Without a seat, or its name another's: not in the room, for this
+            # node either (a MESG to it is unknown, a BCST does not count it).
+            del self._replica[folded]
         name = member.name
         self.log.warn("redis: {name} closed: {reason}, {details}", name=name, reason=reason,
                       details=details)  # fmt: skip
@@ -740,12 +759,22 @@ class ClusterRoom(Service):
             self._replica[fold(name)] = (node, name)
         elif kind == "lost" and node == self.node:
             # This node's own user, swept: it was paused past its lease.
-            if fold(name) not in self._local:
+            member = self._local.get(fold(name))
+            if member is None:
                 self._replica.pop(fold(name), None)
+            elif self._since.get(member, 0) > int(version):
+                return  # registered again since: the event came after the answer
+            else:
+                # Not registered until this node registers it again: the
+                # broadcasts counted meanwhile, without it, are not its own.
+                self._since[member] = _UNREGISTERED
             self._lapsed("another node swept its users")
         elif self._replica.get(fold(name), (None,))[0] == node:
             del self._replica[fold(name)]
             if kind == "lost":  # swept: its node died, and told nobody
+                self.log.info(
+                    "redis: {name} removed: the lease of node {node} expired", name=name, node=node
+                )
                 notice = presence.notice(presence.Kind.LOST, name)
                 announce(list(self._local.values()), notice, None)
 
