@@ -16,6 +16,7 @@ traceback.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -367,10 +368,23 @@ def test_a_held_session_outlives_its_nodes_lapse(
     token = alice.token
     room.users.pop("alice")[0].close()
     cluster[0].wait_for_log("name held for 60")
-    assert room.client("bob").command("MESG alice held for you") == ["OK MESG alice sent"]
+    bob = room.client("bob")
+    assert bob.command("MESG alice held for you") == ["OK MESG alice sent"]
+    bob.presence = True
+    seen: list[str] = []
     with stopped(cluster[0].pid):
-        wait_until(lambda: listed(room.client("bob")) == ["bob"], SWEPT, "node0 swept")
-    room.everyone(["alice", "bob"])
+        wait_until(lambda: listed(bob, seen) == ["bob"], SWEPT, "node0 swept")
+    wait_until(lambda: listed(bob, seen) == ["alice", "bob"], 15, "alice held again")
+    # bob was told alice was lost; then that she is held, not that she is back.
+    notices = [line for line in seen if line.startswith("INFO alice")]
+    at = notices.index("INFO alice lost the connection")
+    if len(notices) == at + 1:
+        notices += bob.read_until(lambda line: line.startswith("INFO alice"))[-1:]
+    assert re.fullmatch(
+        r"INFO alice lost the connection; the name is held for a resume for 5\d seconds",
+        notices[at + 1],
+    ), notices
+    bob.presence = False
     back = Client(cluster[0].port)
     assert back.command(f"JOIN alice {token}") == [
         "MESG bob: held for you",
@@ -439,3 +453,33 @@ def test_a_node_stopped_while_redis_restarts_empty(
         "a1", "BYE Username Taken: while this server was cut off, another user took your name"
     )
     settled(room, redis, capacity=5)
+
+
+def test_a_broadcast_from_a_stopped_node_counts_who_is_still_there(
+    nodes: Nodes,  # noqa: F811
+    redis: Redis,  # noqa: F811
+) -> None:
+    """
+    alice's BCST waits in the socket of node0, stopped for less than the
+    lease, while bea quits on node1. When node0 resumes it answers the BCST
+    before it reads bea's leave: the receipt counts bea, who cannot get it.
+    """
+    cluster = nodes(3)
+    room = Room(cluster)
+    alice = room.join(0, "alice")
+    room.join(1, "bob")
+    room.join(1, "bea")
+    room.join(2, "cy")
+    room.everyone(["alice", "bea", "bob", "cy"])
+    with stopped(cluster[0].pid):
+        alice.sendline("BCST who is there?")
+        time.sleep(0.2)
+        room.quit("bea")
+        assert room.client("bob").command("LIST")[-1] == "OK LIST 3"
+    reached = [
+        name
+        for name in ("bob", "cy")
+        if room.client(name).read_line() == "BCST alice: who is there?"
+    ]
+    assert alice.read_line() == f"OK BCST {len(reached)}"
+    settled(room, redis)

@@ -32,7 +32,7 @@ are still free and the room has seats, closing the others with a BYE.
 A command whose client is told it failed (after L{COMMAND_TIMEOUT}) must not
 take effect when Redis runs it later: JOIN, BAN and UNBAN carry a deadline in
 Redis's clock, checked inside their script. The node knows Redis's clock
-from the C{TIME} its renewals return, measured as NTP does (L{_Clock}).
+from the C{TIME} its renewals return, measured as NTP does (L{RedisClock}).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from twisted.python.failure import Failure
 
 from chat.cluster.clock import RedisClock
 from chat.core import grammar, presence
+from chat.core.away import AwaySession
 from chat.core.history import DEFAULT_SIZE, Entry, decode_entry, encode_entry
 from chat.core.moderation import Moderation
 from chat.core.personal import Prefs
@@ -558,10 +559,16 @@ class ClusterRoom(Service):
             )
             for folded in added:
                 member = self._local.get(folded)
-                if member is not None and member.name is not None:
-                    # The other nodes told their users that this one was lost.
+                if member is None or member.name is None:
+                    continue
+                # The other nodes told their users that this one was lost: it
+                # is back, or still held for a resume (it is not back yet).
+                if isinstance(member, AwaySession):
+                    left = max(0, round(member.expires - self.clock.seconds()))
+                    notice = presence.notice(presence.Kind.HELD, member.name, str(left))
+                else:
                     notice = presence.notice(presence.Kind.RESUMED, member.name)
-                    self.publish(PRESENCE, f"{self.node}\n" + presence.joined(notice))
+                self.publish(PRESENCE, f"{self.node}\n" + presence.joined(notice))
 
         def failed(failure: Failure) -> None:
             failure.trap(RoomUnavailable, txredisapi.RedisError)
