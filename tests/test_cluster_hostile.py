@@ -31,9 +31,20 @@ from test_cluster import (  # noqa: F401
     wait_until,
 )
 from test_cluster_lease import stopped
+from test_cluster_receipts import Reader
 from test_moderation_sockets import PASSWORD, operators  # noqa: F401
+from twisted.internet.task import Clock
 
-from chat.cluster.room import BANS, COMMAND_TIMEOUT, HEARTBEAT, LEASE, USERS
+from chat.cluster.room import (
+    BANS,
+    BROADCASTS,
+    COMMAND_TIMEOUT,
+    EVENTS,
+    HEARTBEAT,
+    LEASE,
+    USERS,
+    ClusterRoom,
+)
 from chat.core.text import fold
 from server import ChatServer, Client
 
@@ -169,6 +180,27 @@ def test_a_node_stopped_just_under_its_lease_loses_nobody(
     settled(room, redis)
     for node in cluster:
         assert "lapsed" not in node.log_text()
+
+
+def test_a_swept_user_gets_the_broadcasts_counted_while_registered() -> None:
+    """
+    The rule behind the test above, without Redis: alice, registered at
+    version 3, is swept at 5 and registered again at 8. A broadcast reaches
+    her if its sender counted her: at 4 and from 8 on, not at 5 to 7. An
+    event of the sweep that arrives after she is back changes nothing.
+    """
+    room = ClusterRoom(10, "redis://127.0.0.1:1/0", "node1", Clock())
+    alice = Reader("alice")
+    room._local = {fold("alice"): alice}
+    room._since = {alice: 3}
+    room.received(EVENTS, "5 lost node1 alice")
+    room.received(BROADCASTS, "node0 4\nBCST bob: 4\0node0 5\nBCST bob: 5")
+    room._since[alice] = 8  # what the re-assertion answers
+    del room._swept[alice]
+    room.received(EVENTS, "6 lost node1 alice")  # the sweep before, told late
+    room.received(BROADCASTS, "node0 7\nBCST bob: 7\0node0 8\nBCST bob: 8")
+    assert alice.got == [b"BCST bob: 4", b"BCST bob: 8"]
+    assert room._swept == {}
 
 
 def test_a_user_without_a_seat_is_gone_from_its_own_node_too(

@@ -83,10 +83,6 @@ passes in Redis: room for the reply's way back and for the error of the
 node's reading of Redis's clock (at most half of L{SAMPLE_RTT})."""
 SAMPLE_RTT: Final = 0.2
 """A reading of Redis's clock is used only from a round trip this short."""
-_UNREGISTERED: Final = 2**63
-"""The registry version of a local user swept from the registry, until the
-node registers it again: above any version (Redis's INCR stops at 2**63 - 1),
-so no broadcast from another node reaches it meanwhile (L{received})."""
 
 USERS: Final = "chat:users"
 NODES: Final = "chat:nodes"
@@ -400,6 +396,9 @@ class ClusterRoom(Service):
         # The registry's version at which each local member was registered:
         # a broadcast reaches those its sender counted (L{broadcast}).
         self._since: dict[Member, int] = {}
+        # The version at which a local member was swept, until this node
+        # registers it again: a broadcast counted from then on is not its own.
+        self._swept: dict[Member, int] = {}
         self._pending: set[Deferred[object]] = set()
         self._outbox: dict[str, list[str]] = {}
         self._kept: list[str] = []  # broadcasts of this turn, for the history
@@ -604,6 +603,7 @@ class ClusterRoom(Service):
             member = self._local.get(folded)
             if member is not None:
                 self._since[member] = version
+                self._swept.pop(member, None)
             else:  # left while the script was on its way
                 self._unregister(folded)
         for names, reason, details in (
@@ -620,6 +620,7 @@ class ClusterRoom(Service):
         if member is None or member.name is None:
             return
         self._since.pop(member, None)
+        self._swept.pop(member, None)
         if self._replica.get(folded, (None,))[0] == self.node:
             # Without a seat, or its name another's: not in the room, for this
             # node either (a MESG to it is unknown, a BCST does not count it).
@@ -685,7 +686,7 @@ class ClusterRoom(Service):
         if channel == EVENTS:
             self._event(batch)
             return
-        local, since = self._local, self._since
+        local, since, swept = self._local, self._since, self._swept
         for message in batch.split("\0"):
             if channel == BROADCASTS:
                 header, line = message.split("\n", 1)
@@ -695,8 +696,10 @@ class ClusterRoom(Service):
                     # An action's line is in each reader's format.
                     form = grammar.action_for_machine(data) if line[0] == "*" else data
                     for member in list(local.values()):
-                        if since.get(member, 0) <= version and (
-                            member.prefs is None or member.prefs.accepts(sender)
+                        if (
+                            since.get(member, 0) <= version
+                            and (not swept or swept.get(member, version + 1) > version)
+                            and (member.prefs is None or member.prefs.accepts(sender))
                         ):
                             member.deliver(form if member.machine else data)
             elif channel == PRESENCE:
@@ -774,7 +777,7 @@ class ClusterRoom(Service):
             else:
                 # Not registered until this node registers it again: the
                 # broadcasts counted meanwhile, without it, are not its own.
-                self._since[member] = _UNREGISTERED
+                self._swept.setdefault(member, int(version))
             self._lapsed("another node swept its users")
         elif self._replica.get(fold(name), (None,))[0] == node:
             del self._replica[fold(name)]
@@ -822,6 +825,7 @@ class ClusterRoom(Service):
         key = fold(member.name)
         del self._local[key]
         self._since.pop(member, None)
+        self._swept.pop(member, None)
         if self._replica.get(key, (None,))[0] == self.node:
             del self._replica[key]
         if self.available:  # else the re-assertion after reconnecting removes it
@@ -909,6 +913,8 @@ class ClusterRoom(Service):
         new.name = old.name
         self._local[fold(str(old.name))] = new
         self._since[new] = self._since.pop(old, 0)
+        if old in self._swept:
+            self._swept[new] = self._swept.pop(old)
 
     def broadcast(
         self, lines: list[bytes], sender: Member, machine: list[bytes] | None = None
