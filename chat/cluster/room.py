@@ -83,6 +83,8 @@ passes in Redis: room for the reply's way back and for the error of the
 node's reading of Redis's clock (at most half of L{SAMPLE_RTT})."""
 SAMPLE_RTT: Final = 0.2
 """A reading of Redis's clock is used only from a round trip this short."""
+_NEVER: Final = 2**63
+"""Above any registry version (Redis's INCR stops at 2**63 - 1)."""
 
 USERS: Final = "chat:users"
 NODES: Final = "chat:nodes"
@@ -396,9 +398,10 @@ class ClusterRoom(Service):
         # The registry's version at which each local member was registered:
         # a broadcast reaches those its sender counted (L{broadcast}).
         self._since: dict[Member, int] = {}
-        # The version at which a local member was swept, until this node
-        # registers it again: a broadcast counted from then on is not its own.
-        self._swept: dict[Member, int] = {}
+        # The gap in a local member's registration after a lapse: swept at
+        # the first version, registered again at the second (L{_NEVER} while
+        # not known): a broadcast counted in the gap, without it, is not its own.
+        self._swept: dict[Member, tuple[int, int]] = {}
         self._pending: set[Deferred[object]] = set()
         self._outbox: dict[str, list[str]] = {}
         self._kept: list[str] = []  # broadcasts of this turn, for the history
@@ -577,10 +580,10 @@ class ClusterRoom(Service):
             self._healing = False
 
         count = len(self._local)
-        self._reassert().addCallbacks(healed, failed).addBoth(done)
+        self._reassert(resync=False).addCallbacks(healed, failed).addBoth(done)
 
     @inlineCallbacks
-    def _reassert(self) -> Generator[Deferred[Any], Any, list[str]]:
+    def _reassert(self, resync: bool) -> Generator[Deferred[Any], Any, list[str]]:
         """
         Make the registry hold this node's live users, as far as their names
         are free and the room has seats; close the others with a BYE, and
@@ -601,11 +604,10 @@ class ClusterRoom(Service):
         self._redisClock.read(sent, self.clock.seconds(), time)
         for folded, version in zip(added, versions, strict=True):
             member = self._local.get(folded)
-            if member is not None:
-                self._since[member] = version
-                self._swept.pop(member, None)
-            else:  # left while the script was on its way
+            if member is None:  # left while the script was on its way
                 self._unregister(folded)
+            else:
+                self._registered(member, version, resync)
         for names, reason, details in (
             (taken, grammar.USERNAME_TAKEN, "another user took your name"),
             (full, grammar.TOO_MANY_USERS, "the room filled up"),
@@ -613,6 +615,19 @@ class ClusterRoom(Service):
             for folded in names:
                 self._giveUp(folded, reason, f"while this server was cut off, {details}")
         return list(added)
+
+    def _registered(self, member: Member, version: int, resync: bool) -> None:
+        """
+        C{member} is registered again, at C{version}: after a resync from
+        scratch (the versions before may be another Redis's), or at the end
+        of the gap that a sweep made (where it began may not be known yet:
+        the sweep's event may come after this answer).
+        """
+        if resync:
+            self._since[member] = version
+            self._swept.pop(member, None)
+        else:
+            self._swept[member] = (self._swept.get(member, (_NEVER,))[0], version)
 
     def _giveUp(self, folded: str, reason: str, details: str) -> None:
         """A user of this node who could not be registered again is closed."""
@@ -642,7 +657,7 @@ class ClusterRoom(Service):
             yield subscriber.subscribe(
                 [EVENTS, BROADCASTS, PRESENCE, f"{NODE_PREFIX}{self.node}", MODERATION]
             )
-            yield self._reassert()
+            yield self._reassert(resync=True)
             version, held = yield self._call(self._redis.eval(SNAPSHOT, [USERS, VERSION]))
             bans = yield self._call(self._redis.hvals(BANS))
         except (RoomUnavailable, txredisapi.RedisError) as error:  # lost again: retried
@@ -696,9 +711,10 @@ class ClusterRoom(Service):
                     # An action's line is in each reader's format.
                     form = grammar.action_for_machine(data) if line[0] == "*" else data
                     for member in list(local.values()):
+                        gap = swept.get(member) if swept else None
                         if (
                             since.get(member, 0) <= version
-                            and (not swept or swept.get(member, version + 1) > version)
+                            and (gap is None or not gap[0] <= version < gap[1])
                             and (member.prefs is None or member.prefs.accepts(sender))
                         ):
                             member.deliver(form if member.machine else data)
@@ -773,11 +789,15 @@ class ClusterRoom(Service):
             if member is None:
                 self._replica.pop(fold(name), None)
             elif self._since.get(member, 0) > int(version):
-                return  # registered again since: the event came after the answer
+                return  # a sweep of an older registration (before a resync)
             else:
+                swept, again = self._swept.get(member, (_NEVER, 0))
+                if again > int(version):  # registered again already, told first
+                    self._swept[member] = (min(swept, int(version)), again)
+                    return
                 # Not registered until this node registers it again: the
                 # broadcasts counted meanwhile, without it, are not its own.
-                self._swept.setdefault(member, int(version))
+                self._swept[member] = (int(version), _NEVER)
             self._lapsed("another node swept its users")
         elif self._replica.get(fold(name), (None,))[0] == node:
             del self._replica[fold(name)]
