@@ -553,3 +553,71 @@ def test_what_is_sent_while_redis_is_stopped_past_the_lease(
     assert cy.read_line() == "BCST ann: while redis sleeps"
     settled(room, redis)
     assert "dan" not in registry(redis)
+
+
+def test_every_broadcast_receipt_is_true_through_a_lapse(
+    nodes: Nodes,  # noqa: F811
+    redis: Redis,  # noqa: F811
+) -> None:
+    """
+    bob broadcasts without pause while node0 (alice) is stopped past its
+    lease, swept, resumed and healed: each receipt must be the number of
+    users the broadcast reached, message by message.
+    """
+    cluster = nodes(3, "--rate-limit", "0")
+    room = Room(cluster)
+    alice = room.join(0, "alice")
+    bob = room.join(1, "bob")
+    cy = room.join(2, "cy")
+    room.everyone(["alice", "bob", "cy"])
+    receipts: dict[str, str] = {}
+
+    def broadcast(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            text = f"m{len(receipts)}"
+            receipts[text] = bob.command(f"BCST {text}")[0]
+            time.sleep(0.02)
+
+    with stopped(cluster[0].pid):
+        broadcast(LEASE + 2)
+    broadcast(2)
+    reached = dict.fromkeys(receipts, 0)
+    for client in (alice, cy):
+        client.sendline("LIST")  # a last line, to read up to
+        for line in client.read_until(lambda line: line.startswith("OK LIST")):
+            if line.startswith("BCST bob: "):
+                reached[line.removeprefix("BCST bob: ")] += 1
+    counted = {text: int(receipt.removeprefix("OK BCST ")) for text, receipt in receipts.items()}
+    print(f"{len(counted)} broadcasts, by receipt: {sorted(set(counted.values()))}")
+    assert set(counted.values()) == {1, 2}
+    assert reached == counted
+    settled(room, redis)
+
+
+def test_a_node_stopped_about_as_long_as_its_lease(
+    nodes: Nodes,  # noqa: F811
+    redis: Redis,  # noqa: F811
+) -> None:
+    """
+    node0 is stopped for a little more than the lease: swept or not,
+    depending on where in its heartbeat it stopped. MESGs sent to and from
+    alice right after it resumes are answered truly, and the room settles.
+    """
+    cluster = nodes(2)
+    room = Room(cluster)
+    alice = room.join(0, "alice")
+    bob = room.join(1, "bob")
+    room.everyone(["alice", "bob"])
+    with stopped(cluster[0].pid):
+        time.sleep(LEASE + 0.3)
+    alice.sendline("MESG bob right after")
+    *before, answer = bob.command("MESG alice right after too")
+    assert answer == "OK MESG alice sent" or answer.startswith("ERR Unknown Recipient"), answer
+    expected = ["OK MESG bob sent"]
+    if answer == "OK MESG alice sent":
+        expected.append("MESG bob: right after too")
+    assert sorted(alice.read_line() for _ in expected) == sorted(expected)
+    assert (before or [bob.read_line()]) == ["MESG alice: right after"]
+    settled(room, redis)
+    print("swept" if "lapsed" in cluster[0].log_text() else "not swept")
