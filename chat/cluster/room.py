@@ -30,8 +30,9 @@ that it was swept, and it registers its users again as far as their names
 are still free and the room has seats, closing the others with a BYE.
 
 A command whose client is told it failed (after L{COMMAND_TIMEOUT}) must not
-take effect when Redis runs it later: JOIN, BAN and UNBAN carry a deadline in
-Redis's clock, checked inside their script. The node knows Redis's clock
+take effect when Redis runs it later: JOIN, BAN, UNBAN and a node's
+re-registration of its users carry a deadline in Redis's clock, checked
+inside their script. The node knows Redis's clock
 from the C{TIME} its renewals return, measured as NTP does (L{RedisClock}).
 """
 
