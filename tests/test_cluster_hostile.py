@@ -21,9 +21,11 @@ import signal
 import time
 from pathlib import Path
 
+from conftest import StartServer, assert_clean_log
 from test_cluster import (  # noqa: F401
     Nodes,
     Redis,
+    in_sync,
     lose_redis,
     nodes,
     redis,
@@ -621,3 +623,46 @@ def test_a_node_stopped_about_as_long_as_its_lease(
     assert (before or [bob.read_line()]) == ["MESG alice: right after"]
     settled(room, redis)
     print("swept" if "lapsed" in cluster[0].log_text() else "not swept")
+
+
+def test_a_node_swept_and_killed_leaves_no_user_it_registered_meanwhile(
+    redis: Redis,  # noqa: F811
+    start_server: StartServer,
+    tmp_path: Path,
+) -> None:
+    """
+    node0 is stopped until swept (out of the cluster), then let go while
+    Redis is stopped: its re-registration will come too late, but zed's
+    JOIN, sent a second later, is still in time when Redis runs both, just
+    after node0 is killed. No sweep would ever remove a user of a node out
+    of the cluster: zed must not be registered, or his name and seat are
+    taken for good.
+    """
+    doomed = ChatServer(tmp_path / "doomed.log", ["--redis", redis.url, "--node-id", "node0"])
+    try:
+        survivor = start_server("--redis", redis.url, "--node-id", "node1")
+        for node in (doomed, survivor):
+            in_sync(node)
+        room = Room([doomed, survivor])
+        room.join(0, "alice")
+        room.join(1, "bob")
+        room.everyone(["alice", "bob"])
+        zed = Client(doomed.port)
+        with stopped(doomed.pid):
+            wait_until(lambda: listed(room.client("bob")) == ["bob"], SWEPT, "node0 swept")
+            redis.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(1)
+            zed.sendline("JOIN zed")
+            doomed.wait_for_log("redis: could not register", timeout=COMMAND_TIMEOUT + 2)
+            doomed.process.kill()
+            doomed.process.wait(5)
+        finally:
+            redis.process.send_signal(signal.SIGCONT)
+        room.users.pop("alice")
+        time.sleep(LEASE + 2 * HEARTBEAT)  # any sweep has run
+        assert "zed" not in registry(redis)
+        settled(room, redis)
+    finally:
+        doomed.stop()
+        assert_clean_log(doomed)

@@ -115,11 +115,14 @@ end
 """
 
 
-# KEYS: users, version, node's user set. ARGV: node, folded, display,
-# capacity, deadline.
+# KEYS: users, version, node's user set, nodes. ARGV: node, folded, display,
+# capacity, deadline. A node swept from the cluster ('lapsed') registers no
+# one until it has registered its own users again: no sweep would remove a
+# user of a node outside the cluster, were the node to die meanwhile.
 JOIN: Final = (
     _unless_late("ARGV[5]")
     + f"""
+if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 0 then return 'lapsed' end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then return 'full' end
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 'taken' end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. ' ' .. ARGV[3])
@@ -821,7 +824,7 @@ class ClusterRoom(Service):
         joined = self._call(
             self._redis.eval(
                 JOIN,
-                [USERS, VERSION, self._keys[0]],
+                [USERS, VERSION, self._keys[0], NODES],
                 [self.node, key, name, self.capacity, self._deadline()],
             )
         )
@@ -829,6 +832,9 @@ class ClusterRoom(Service):
         def admitted(answer: str) -> Admission:
             if answer == "late":
                 raise RoomUnavailable("Redis ran the JOIN after its deadline")
+            if answer == "lapsed":
+                self._lapsed("a JOIN found it out of the cluster")
+                raise RoomUnavailable("this node was swept and is registering its users again")
             outcome, _, version = answer.partition(" ")
             admission = Admission(outcome)
             if admission is Admission.JOINED:
