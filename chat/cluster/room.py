@@ -30,9 +30,10 @@ that it was swept, and it registers its users again as far as their names
 are still free and the room has seats, closing the others with a BYE.
 
 A command whose client is told it failed (after L{COMMAND_TIMEOUT}) must not
-take effect when Redis runs it later: JOIN, BAN and UNBAN carry a deadline in
-Redis's clock, checked inside their script. The node knows Redis's clock
-from the C{TIME} its renewals return, measured as NTP does (L{_Clock}).
+take effect when Redis runs it later: JOIN, BAN, UNBAN and a node's
+re-registration of its users carry a deadline in Redis's clock, checked
+inside their script. The node knows Redis's clock
+from the C{TIME} its renewals return, measured as NTP does (L{RedisClock}).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from urllib.parse import urlparse
 import txredisapi
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.defer import TimeoutError as NoAnswer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -55,6 +57,7 @@ from twisted.python.failure import Failure
 
 from chat.cluster.clock import RedisClock
 from chat.core import grammar, presence
+from chat.core.away import AwaySession
 from chat.core.history import DEFAULT_SIZE, Entry, decode_entry, encode_entry
 from chat.core.moderation import Moderation
 from chat.core.personal import Prefs
@@ -81,6 +84,8 @@ passes in Redis: room for the reply's way back and for the error of the
 node's reading of Redis's clock (at most half of L{SAMPLE_RTT})."""
 SAMPLE_RTT: Final = 0.2
 """A reading of Redis's clock is used only from a round trip this short."""
+_NEVER: Final = 2**63
+"""Above any registry version (Redis's INCR stops at 2**63 - 1)."""
 
 USERS: Final = "chat:users"
 NODES: Final = "chat:nodes"
@@ -110,11 +115,14 @@ end
 """
 
 
-# KEYS: users, version, node's user set. ARGV: node, folded, display,
-# capacity, deadline.
+# KEYS: users, version, node's user set, nodes. ARGV: node, folded, display,
+# capacity, deadline. A node swept from the cluster ('lapsed') registers no
+# one until it has registered its own users again: no sweep would remove a
+# user of a node outside the cluster, were the node to die meanwhile.
 JOIN: Final = (
     _unless_late("ARGV[5]")
     + f"""
+if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 0 then return 'lapsed' end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then return 'full' end
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 'taken' end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[1] .. ' ' .. ARGV[3])
@@ -168,16 +176,20 @@ return {1, redis.call('TIME')}
 """
 
 # KEYS: users, nodes, version, node's user set, node's lease.
-# ARGV: node, lease in ms, capacity, then folded name and display name of
-# each live user. Makes the registry hold exactly this node's live users as
-# far as their names are free and the room has seats; returns the names that
-# another node took meanwhile, those without a seat, those registered again
-# and the versions at which they were, and Redis's TIME.
-REASSERT: Final = f"""
+# ARGV: node, lease in ms, capacity, deadline, then folded name and display
+# name of each live user. Makes the registry hold exactly this node's live
+# users as far as their names are free and the room has seats; returns the
+# names that another node took meanwhile, those without a seat, those
+# registered again and the versions at which they were, and Redis's TIME.
+# Late, it changes nothing: the node, told it failed, tries again, and a late
+# run would register users whose refusals (a BYE) nobody would ever send.
+REASSERT: Final = (
+    _unless_late("ARGV[4]")
+    + f"""
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[5], '1', 'PX', ARGV[2])
 local live, taken, full, added, versions = {{}}, {{}}, {{}}, {{}}, {{}}
-for i = 4, #ARGV, 2 do live[ARGV[i]] = true end
+for i = 5, #ARGV, 2 do live[ARGV[i]] = true end
 for _, folded in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   if not live[folded] then
     redis.call('SREM', KEYS[4], folded)
@@ -189,7 +201,7 @@ for _, folded in ipairs(redis.call('SMEMBERS', KEYS[4])) do
     end
   end
 end
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local held = redis.call('HGET', KEYS[1], ARGV[i])
   if not held and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
     table.insert(full, ARGV[i])
@@ -206,6 +218,7 @@ for i = 4, #ARGV, 2 do
 end
 return {{taken, full, added, versions, redis.call('TIME')}}
 """
+)
 
 # KEYS: bans. ARGV: node, key, sanction (JSON), now, most bans, deadline.
 # Expired bans are dropped first; a new ban past the bound is refused ('full').
@@ -389,6 +402,10 @@ class ClusterRoom(Service):
         # The registry's version at which each local member was registered:
         # a broadcast reaches those its sender counted (L{broadcast}).
         self._since: dict[Member, int] = {}
+        # The gap in a local member's registration after a lapse: swept at
+        # the first version, registered again at the second (L{_NEVER} while
+        # not known): a broadcast counted in the gap, without it, is not its own.
+        self._swept: dict[Member, tuple[int, int]] = {}
         self._pending: set[Deferred[object]] = set()
         self._outbox: dict[str, list[str]] = {}
         self._kept: list[str] = []  # broadcasts of this turn, for the history
@@ -439,6 +456,8 @@ class ClusterRoom(Service):
         """Bound a Redis command in time; any failure becomes L{RoomUnavailable}."""
 
         def unavailable(failure: Failure) -> NoReturn:
+            if failure.check(NoAnswer):  # its text would be "(3.0, 'Deferred')"
+                raise RoomUnavailable(f"no answer from Redis within {COMMAND_TIMEOUT:g} s")
             raise RoomUnavailable(str(failure.value))
 
         command.addTimeout(COMMAND_TIMEOUT, self.clock)
@@ -546,10 +565,16 @@ class ClusterRoom(Service):
             )
             for folded in added:
                 member = self._local.get(folded)
-                if member is not None and member.name is not None:
-                    # The other nodes told their users that this one was lost.
+                if member is None or member.name is None:
+                    continue
+                # The other nodes told their users that this one was lost: it
+                # is back, or still held for a resume (it is not back yet).
+                if isinstance(member, AwaySession):
+                    left = max(0, round(member.expires - self.clock.seconds()))
+                    notice = presence.notice(presence.Kind.HELD, member.name, str(left))
+                else:
                     notice = presence.notice(presence.Kind.RESUMED, member.name)
-                    self.publish(PRESENCE, f"{self.node}\n" + presence.joined(notice))
+                self.publish(PRESENCE, f"{self.node}\n" + presence.joined(notice))
 
         def failed(failure: Failure) -> None:
             failure.trap(RoomUnavailable, txredisapi.RedisError)
@@ -559,10 +584,10 @@ class ClusterRoom(Service):
             self._healing = False
 
         count = len(self._local)
-        self._reassert().addCallbacks(healed, failed).addBoth(done)
+        self._reassert(resync=False).addCallbacks(healed, failed).addBoth(done)
 
     @inlineCallbacks
-    def _reassert(self) -> Generator[Deferred[Any], Any, list[str]]:
+    def _reassert(self, resync: bool) -> Generator[Deferred[Any], Any, list[str]]:
         """
         Make the registry hold this node's live users, as far as their names
         are free and the room has seats; close the others with a BYE, and
@@ -570,20 +595,23 @@ class ClusterRoom(Service):
         """
         live = [item for key, m in self._local.items() for item in (key, str(m.name))]
         sent = self.clock.seconds()
-        taken, full, added, versions, time = yield self._call(
+        answer = yield self._call(
             self._redis.eval(
                 REASSERT,
                 [USERS, NODES, VERSION, *self._keys],
-                [self.node, int(LEASE * 1000), self.capacity, *live],
+                [self.node, int(LEASE * 1000), self.capacity, self._deadline(), *live],
             )
         )
+        if answer == "late":
+            raise RoomUnavailable("Redis ran the re-assertion after its deadline")
+        taken, full, added, versions, time = answer
         self._redisClock.read(sent, self.clock.seconds(), time)
         for folded, version in zip(added, versions, strict=True):
             member = self._local.get(folded)
-            if member is not None:
-                self._since[member] = version
-            else:  # left while the script was on its way
+            if member is None:  # left while the script was on its way
                 self._unregister(folded)
+            else:
+                self._registered(member, version, resync)
         for names, reason, details in (
             (taken, grammar.USERNAME_TAKEN, "another user took your name"),
             (full, grammar.TOO_MANY_USERS, "the room filled up"),
@@ -592,12 +620,30 @@ class ClusterRoom(Service):
                 self._giveUp(folded, reason, f"while this server was cut off, {details}")
         return list(added)
 
+    def _registered(self, member: Member, version: int, resync: bool) -> None:
+        """
+        C{member} is registered again, at C{version}: after a resync from
+        scratch (the versions before may be another Redis's), or at the end
+        of the gap that a sweep made (where it began may not be known yet:
+        the sweep's event may come after this answer).
+        """
+        if resync:
+            self._since[member] = version
+            self._swept.pop(member, None)
+        else:
+            self._swept[member] = (self._swept.get(member, (_NEVER,))[0], version)
+
     def _giveUp(self, folded: str, reason: str, details: str) -> None:
         """A user of this node who could not be registered again is closed."""
         member = self._local.pop(folded, None)
         if member is None or member.name is None:
             return
         self._since.pop(member, None)
+        self._swept.pop(member, None)
+        if self._replica.get(folded, (None,))[0] == self.node:
+            # Without a seat, or its name another's: not in the room, for this
+            # node either (a MESG to it is unknown, a BCST does not count it).
+            del self._replica[folded]
         name = member.name
         self.log.warn("redis: {name} closed: {reason}, {details}", name=name, reason=reason,
                       details=details)  # fmt: skip
@@ -615,7 +661,7 @@ class ClusterRoom(Service):
             yield subscriber.subscribe(
                 [EVENTS, BROADCASTS, PRESENCE, f"{NODE_PREFIX}{self.node}", MODERATION]
             )
-            yield self._reassert()
+            yield self._reassert(resync=True)
             version, held = yield self._call(self._redis.eval(SNAPSHOT, [USERS, VERSION]))
             bans = yield self._call(self._redis.hvals(BANS))
         except (RoomUnavailable, txredisapi.RedisError) as error:  # lost again: retried
@@ -659,7 +705,7 @@ class ClusterRoom(Service):
         if channel == EVENTS:
             self._event(batch)
             return
-        local, since = self._local, self._since
+        local, since, swept = self._local, self._since, self._swept
         for message in batch.split("\0"):
             if channel == BROADCASTS:
                 header, line = message.split("\n", 1)
@@ -669,8 +715,11 @@ class ClusterRoom(Service):
                     # An action's line is in each reader's format.
                     form = grammar.action_for_machine(data) if line[0] == "*" else data
                     for member in list(local.values()):
-                        if since.get(member, 0) <= version and (
-                            member.prefs is None or member.prefs.accepts(sender)
+                        gap = swept.get(member) if swept else None
+                        if (
+                            since.get(member, 0) <= version
+                            and (gap is None or not gap[0] <= version < gap[1])
+                            and (member.prefs is None or member.prefs.accepts(sender))
                         ):
                             member.deliver(form if member.machine else data)
             elif channel == PRESENCE:
@@ -740,12 +789,26 @@ class ClusterRoom(Service):
             self._replica[fold(name)] = (node, name)
         elif kind == "lost" and node == self.node:
             # This node's own user, swept: it was paused past its lease.
-            if fold(name) not in self._local:
+            member = self._local.get(fold(name))
+            if member is None:
                 self._replica.pop(fold(name), None)
+            elif self._since.get(member, 0) > int(version):
+                return  # a sweep of an older registration (before a resync)
+            else:
+                swept, again = self._swept.get(member, (_NEVER, 0))
+                if again > int(version):  # registered again already, told first
+                    self._swept[member] = (min(swept, int(version)), again)
+                    return
+                # Not registered until this node registers it again: the
+                # broadcasts counted meanwhile, without it, are not its own.
+                self._swept[member] = (int(version), _NEVER)
             self._lapsed("another node swept its users")
         elif self._replica.get(fold(name), (None,))[0] == node:
             del self._replica[fold(name)]
             if kind == "lost":  # swept: its node died, and told nobody
+                self.log.info(
+                    "redis: {name} removed: the lease of node {node} expired", name=name, node=node
+                )
                 notice = presence.notice(presence.Kind.LOST, name)
                 announce(list(self._local.values()), notice, None)
 
@@ -761,7 +824,7 @@ class ClusterRoom(Service):
         joined = self._call(
             self._redis.eval(
                 JOIN,
-                [USERS, VERSION, self._keys[0]],
+                [USERS, VERSION, self._keys[0], NODES],
                 [self.node, key, name, self.capacity, self._deadline()],
             )
         )
@@ -769,6 +832,9 @@ class ClusterRoom(Service):
         def admitted(answer: str) -> Admission:
             if answer == "late":
                 raise RoomUnavailable("Redis ran the JOIN after its deadline")
+            if answer == "lapsed":
+                self._lapsed("a JOIN found it out of the cluster")
+                raise RoomUnavailable("this node was swept and is registering its users again")
             outcome, _, version = answer.partition(" ")
             admission = Admission(outcome)
             if admission is Admission.JOINED:
@@ -786,6 +852,7 @@ class ClusterRoom(Service):
         key = fold(member.name)
         del self._local[key]
         self._since.pop(member, None)
+        self._swept.pop(member, None)
         if self._replica.get(key, (None,))[0] == self.node:
             del self._replica[key]
         if self.available:  # else the re-assertion after reconnecting removes it
@@ -877,6 +944,8 @@ class ClusterRoom(Service):
         new.name = old.name
         self._local[fold(str(old.name))] = new
         self._since[new] = self._since.pop(old, 0)
+        if old in self._swept:
+            self._swept[new] = self._swept.pop(old)
 
     def broadcast(
         self, lines: list[bytes], sender: Member, machine: list[bytes] | None = None
