@@ -574,7 +574,7 @@ class ClusterRoom(Service):
                     notice = presence.notice(presence.Kind.HELD, member.name, str(left))
                 else:
                     notice = presence.notice(presence.Kind.RESUMED, member.name)
-                self.publish(PRESENCE, f"{self.node}\n" + presence.joined(notice))
+                self._publishNotice(notice, self._version + 1)
 
         def failed(failure: Failure) -> None:
             failure.trap(RoomUnavailable, txredisapi.RedisError)
@@ -723,9 +723,12 @@ class ClusterRoom(Service):
                         ):
                             member.deliver(form if member.machine else data)
             elif channel == PRESENCE:
-                origin, both = message.split("\n", 1)
+                header, both = message.split("\n", 1)
+                origin, before = header.split(" ")
                 if origin != self.node:
-                    announce(list(local.values()), presence.split(both), None)
+                    bound = int(before)
+                    told = [member for member in local.values() if since.get(member, 0) < bound]
+                    announce(told, presence.split(both), None)
             else:  # this node's channel: a private message
                 folded, line = message.split("\n", 1)
                 recipient = local.get(folded)
@@ -974,7 +977,21 @@ class ClusterRoom(Service):
         A presence notice to this node's users, and to the other nodes' while
         Redis is there (a notice is not worth refusing a QUIT for). How many
         of this node's users got it.
+
+        It is published even when this node knows of no users elsewhere:
+        one may have joined a moment ago, its event not here yet. The other
+        nodes hand it to their users registered before the event: before
+        the subject's own registration for a JOIN (who joins after alice is
+        not told that she joined), else before the last version this node
+        knows of.
         """
-        if self.available and len(self._replica) > len(self._local):
-            self.publish(PRESENCE, f"{self.node}\n" + presence.joined(lines))
+        if self.available:
+            since = self._since.get(sender) if sender is not None else None
+            if since is None or not presence.is_join(lines):
+                since = self._version + 1
+            self._publishNotice(lines, since)
         return announce(list(self._local.values()), lines, sender)
+
+    def _publishNotice(self, lines: presence.Notice, before: int) -> None:
+        """Publish a notice for the other nodes' users registered at a version under C{before}."""
+        self.publish(PRESENCE, f"{self.node} {before}\n" + presence.joined(lines))

@@ -48,6 +48,11 @@ def notice(kind: Kind, name: str, *fields: str) -> Notice:
     return b"", human, machine
 
 
+def is_join(lines: Notice) -> bool:
+    """Whether C{lines} tell that a user joined (L{Kind.JOIN})."""
+    return lines[2].startswith(b"PRESENCE JOIN ")
+
+
 def level(machine: bool, chosen: bool | None) -> int:
     """
     The notices a connection gets: as chosen with C{NOTICES ON|OFF}, else
