@@ -37,16 +37,8 @@ from test_cluster_receipts import Reader
 from test_moderation_sockets import PASSWORD, operators  # noqa: F401
 from twisted.internet.task import Clock
 
-from chat.cluster.room import (
-    BANS,
-    BROADCASTS,
-    COMMAND_TIMEOUT,
-    EVENTS,
-    HEARTBEAT,
-    LEASE,
-    USERS,
-    ClusterRoom,
-)
+from chat.cluster.room import COMMAND_TIMEOUT, HEARTBEAT, LEASE, ClusterRoom
+from chat.cluster.scripts import BANS, BROADCASTS, EVENTS, USERS
 from chat.core.text import fold
 from server import ChatServer, Client
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from chat.cluster.room import BROADCASTS, EVENTS, PRESENCE, ClusterRoom
+from chat.cluster.room import ClusterRoom
+from chat.cluster.scripts import BROADCASTS, EVENTS, PRESENCE
 from chat.core import presence
 
 
