@@ -35,7 +35,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
-from chat.core.framing import _LineTooLong
+from chat.core.framing import Line
 from chat.core.screen import BEL, cells, width
 from chat.core.text import printable
 
@@ -170,7 +170,7 @@ class Editor:
         """
         return True
 
-    def feed(self, data: bytes) -> list[bytes | _LineTooLong]:
+    def feed(self, data: bytes) -> list[Line]:
         """
         Apply the keys of one read, in any segmentation.
 
@@ -178,7 +178,7 @@ class Editor:
         """
         if self._pending:
             data, self._pending = self._pending + data, b""
-        lines: list[bytes | _LineTooLong] = []  # the splitter's type: never too long here
+        lines: list[Line] = []  # the splitter's type: never too long here
         i, end = 0, len(data)
         while i < end:
             run = _TEXT_RUN.match(data, i)

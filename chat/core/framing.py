@@ -50,6 +50,9 @@ class _LineTooLong(enum.Enum):
 
 LINE_TOO_LONG: Final = _LineTooLong.LINE_TOO_LONG
 
+Line = bytes | _LineTooLong
+"""What splitting gives: a complete line, or L{LINE_TOO_LONG} in its place."""
+
 BYTE_ORDER_MARK: Final = b"\xef\xbb\xbf"
 
 # Every line end: CR LF, CR NUL, a bare CR, LF.
@@ -107,7 +110,7 @@ class LineSplitter:
         """Whether any line end has been received on this stream."""
         return self._seen_line_end
 
-    def feed(self, data: bytes) -> list[bytes | _LineTooLong]:
+    def feed(self, data: bytes) -> list[Line]:
         """
         Add one read.
 
@@ -151,7 +154,7 @@ class LineSplitter:
             editing = ESC in data or BS in data or DEL in data
         rest = lines.pop()
         limit = self.max_length
-        found: list[bytes | _LineTooLong]
+        found: list[Line]
         if not lines:
             found = []
         else:
@@ -161,7 +164,7 @@ class LineSplitter:
             elif max(map(len, lines)) > limit:
                 found = [line if len(line) <= limit else LINE_TOO_LONG for line in lines]
             else:
-                found = cast("list[bytes | _LineTooLong]", lines)
+                found = cast("list[Line]", lines)
         if len(rest) > limit:
             found.append(LINE_TOO_LONG)
             self._discarding = True

@@ -25,7 +25,7 @@ from chat.core import grammar, presence
 from chat.core.away import AwaySession, Timer, is_token, new_token
 from chat.core.editmode import OFFER, EditMode
 from chat.core.editor import Editor
-from chat.core.framing import LINE_TOO_LONG, LineSplitter, _LineTooLong
+from chat.core.framing import LINE_TOO_LONG, Line, LineSplitter
 from chat.core.history import Entry, History, wanted
 from chat.core.limits import Buffered, Limits, TokenBucket
 from chat.core.moderation import MUTED_VERBS, Answer, Moderation, Refusal
@@ -45,8 +45,6 @@ from chat.core.screen import Look
 from chat.core.stats import Stats
 from chat.core.telnet import TelnetInput
 from chat.core.text import CONTROL_BYTES, NAME_RULE, decode, fold, is_valid_name, split_command
-
-Line = bytes | _LineTooLong
 
 _DELIVERED: Final = Delivery.DELIVERED  # a global is cheaper than an enum lookup a message
 
