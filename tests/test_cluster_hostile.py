@@ -92,6 +92,12 @@ class Room:
         self.users[name] = (client, f"node{node}")
         return client
 
+    def seat(self, *seats: tuple[int, str]) -> list[Client]:
+        """Join each C{(node, name)}, then wait until every user lists them all."""
+        clients = [self.join(node, name) for node, name in seats]
+        self.everyone([name for _, name in seats])
+        return clients
+
     def client(self, name: str) -> Client:
         return self.users[name][0]
 
@@ -160,10 +166,7 @@ def test_a_node_stopped_just_under_its_lease_loses_nobody(
     """
     cluster = nodes(3)
     room = Room(cluster)
-    room.join(0, "alice")
-    room.join(1, "bob")
-    room.join(2, "cy")
-    room.everyone(["alice", "bob", "cy"])
+    room.seat((0, "alice"), (1, "bob"), (2, "cy"))
     with stopped(cluster[0].pid):
         started = time.monotonic()
         assert room.client("bob").command("MESG alice are you there") == ["OK MESG alice sent"]
@@ -214,10 +217,7 @@ def test_a_user_without_a_seat_is_gone_from_its_own_node_too(
     """
     cluster = nodes(2, "--max-users", "3")
     room = Room(cluster)
-    room.join(0, "alice")
-    room.join(0, "frank")
-    room.join(1, "bob")
-    room.everyone(["alice", "bob", "frank"])
+    room.seat((0, "alice"), (0, "frank"), (1, "bob"))
     with stopped(cluster[0].pid):
         wait_until(lambda: listed(room.client("bob")) == ["bob"], SWEPT, "node0 swept")
         room.join(1, "dave")
@@ -244,10 +244,7 @@ def test_a_broadcast_to_a_swept_node_reaches_whom_it_counted(
     """
     cluster = nodes(3)
     room = Room(cluster)
-    room.join(0, "alice")
-    room.join(1, "bob")
-    room.join(2, "cy")
-    room.everyone(["alice", "bob", "cy"])
+    room.seat((0, "alice"), (1, "bob"), (2, "cy"))
     with stopped(cluster[0].pid):
         wait_until(lambda: listed(room.client("bob")) == ["bob", "cy"], SWEPT, "node0 swept")
         wait_until(lambda: "INFO Users: 2 of 10" in room.client("bob").command("STATUS"), 5, "")
@@ -276,10 +273,7 @@ def test_a_reassertion_told_it_failed_is_tried_again(
     """
     cluster = nodes(2)
     room = Room(cluster)
-    room.join(0, "alice")
-    room.join(0, "carol")
-    room.join(1, "bob")
-    room.everyone(["alice", "bob", "carol"])
+    room.seat((0, "alice"), (0, "carol"), (1, "bob"))
     os.kill(cluster[0].pid, signal.SIGSTOP)
     try:
         wait_until(lambda: listed(room.client("bob")) == ["bob"], SWEPT, "node0 swept")
@@ -311,11 +305,7 @@ def test_two_nodes_stopped_at_once_while_the_third_fills_the_room(
     """
     cluster = nodes(3, "--max-users", "4")
     room = Room(cluster)
-    room.join(0, "ann")
-    room.join(1, "bob")
-    room.join(1, "bea")
-    room.join(2, "cy")
-    room.everyone(["ann", "bea", "bob", "cy"])
+    room.seat((0, "ann"), (1, "bob"), (1, "bea"), (2, "cy"))
     with stopped(cluster[0].pid), stopped(cluster[1].pid):
         wait_until(lambda: listed(room.client("cy")) == ["cy"], SWEPT, "node0, node1 swept")
         thief = Client(cluster[2].port)
@@ -347,9 +337,7 @@ def test_churn_on_three_nodes_while_one_is_stopped_past_its_lease(
     """
     cluster = nodes(3, "--max-users", "6")
     room = Room(cluster)
-    for node, name in ((0, "a0"), (0, "a1"), (0, "a2"), (1, "b0"), (1, "b1"), (2, "c0")):
-        room.join(node, name)
-    room.everyone(["a0", "a1", "a2", "b0", "b1", "c0"])
+    room.seat((0, "a0"), (0, "a1"), (0, "a2"), (1, "b0"), (1, "b1"), (2, "c0"))
     with stopped(cluster[0].pid):
         room.client("a0").sendline("MESG b1 written while stopped")
         room.client("a2").sendline("QUIT")
@@ -393,9 +381,7 @@ def test_a_held_session_outlives_its_nodes_lapse(
     """
     cluster = nodes(2, "--grace", "60")
     room = Room(cluster)
-    alice = room.join(0, "alice")
-    room.join(1, "bob")
-    room.everyone(["alice", "bob"])
+    alice, _ = room.seat((0, "alice"), (1, "bob"))
     token = alice.token
     room.users.pop("alice")[0].close()
     cluster[0].wait_for_log("name held for 60")
@@ -437,9 +423,7 @@ def test_a_ban_or_unban_told_it_failed_never_takes_effect(
     """
     cluster = nodes(2, "--operators", str(operators))
     room = Room(cluster)
-    carol = room.join(0, "carol")
-    room.join(1, "mallory")
-    room.everyone(["carol", "mallory"])
+    carol, _ = room.seat((0, "carol"), (1, "mallory"))
     carol.expect_reply(f"OPER root {PASSWORD}", "OK OPER root")
     assert carol.command("BAN eve 10") == ["OK BAN eve for 10 minutes (0 connections closed)"]
     unavailable = "ERR Cluster Unavailable: the cluster cannot be reached; try again soon"
@@ -468,9 +452,7 @@ def test_a_node_stopped_while_redis_restarts_empty(
     """
     cluster = nodes(3, "--max-users", "5")
     room = Room(cluster)
-    for node, name in ((0, "a0"), (0, "a1"), (1, "b0"), (2, "c0")):
-        room.join(node, name)
-    room.everyone(["a0", "a1", "b0", "c0"])
+    room.seat((0, "a0"), (0, "a1"), (1, "b0"), (2, "c0"))
     with stopped(cluster[0].pid):
         lose_redis(cluster[1:], redis)
         redis.start()
@@ -499,10 +481,7 @@ def test_what_is_sent_while_redis_is_stopped_past_the_lease(
     """
     cluster = nodes(3)
     room = Room(cluster)
-    ann = room.join(0, "ann")
-    room.join(1, "bob")
-    cy = room.join(2, "cy")
-    room.everyone(["ann", "bob", "cy"])
+    ann, _, cy = room.seat((0, "ann"), (1, "bob"), (2, "cy"))
     started = time.monotonic()
     with stopped(redis.process.pid):
         assert Client(cluster[1].port).command("JOIN dan")[0].startswith("ERR Cluster Unavailable")
@@ -530,10 +509,7 @@ def test_every_broadcast_receipt_is_true_through_a_lapse(
     """
     cluster = nodes(3, "--rate-limit", "0")
     room = Room(cluster)
-    alice = room.join(0, "alice")
-    bob = room.join(1, "bob")
-    cy = room.join(2, "cy")
-    room.everyone(["alice", "bob", "cy"])
+    alice, bob, cy = room.seat((0, "alice"), (1, "bob"), (2, "cy"))
     receipts: dict[str, str] = {}
 
     def broadcast(seconds: float) -> None:
@@ -570,9 +546,7 @@ def test_a_node_stopped_about_as_long_as_its_lease(
     """
     cluster = nodes(2)
     room = Room(cluster)
-    alice = room.join(0, "alice")
-    bob = room.join(1, "bob")
-    room.everyone(["alice", "bob"])
+    alice, bob = room.seat((0, "alice"), (1, "bob"))
     with stopped(cluster[0].pid):
         time.sleep(LEASE + 0.3)
     alice.sendline("MESG bob right after")
@@ -606,9 +580,7 @@ def test_a_node_swept_and_killed_leaves_no_user_it_registered_meanwhile(
         for node in (doomed, survivor):
             in_sync(node)
         room = Room([doomed, survivor])
-        room.join(0, "alice")
-        room.join(1, "bob")
-        room.everyone(["alice", "bob"])
+        room.seat((0, "alice"), (1, "bob"))
         zed = Client(doomed.port)
         with stopped(doomed.pid):
             wait_until(lambda: listed(room.client("bob")) == ["bob"], SWEPT, "node0 swept")

@@ -47,6 +47,11 @@ def connect(factory: ChatFactory) -> Connect:
     return connect
 
 
+def with_grace(clock: Clock) -> ChatFactory:
+    """A server that holds a dropped user's name for a resume for 60 s."""
+    return ChatFactory(max_users=5, limits=Limits(rate=0, join_timeout=0, grace=60), clock=clock)
+
+
 UNREGISTERED = "ERR Unregistered User: register first with JOIN <username>; HELP lists the commands"
 
 
@@ -351,9 +356,7 @@ def test_list_shows_idle_time(connect, clock) -> None:
 
 
 def test_held_users_are_marked_apart_from_away_ones(clock: Clock) -> None:
-    limits = Limits(rate=0, join_timeout=0, grace=60)
-    factory = ChatFactory(max_users=5, limits=limits, clock=clock)
-    connect = connector(factory)
+    connect = connector(with_grace(clock))
     ann, bob = connect("ann"), connect("bob")
     bob.send("AWAY lunch")
     token = bob.token
@@ -450,8 +453,7 @@ def test_the_ignore_list_is_bounded(connect) -> None:
 
 
 def test_an_ignoring_user_held_for_a_resume_holds_nothing_from_the_ignored(clock: Clock) -> None:
-    limits = Limits(rate=0, join_timeout=0, grace=60)
-    factory = ChatFactory(max_users=5, limits=limits, clock=clock)
+    factory = with_grace(clock)
     connect = connector(factory)
     ann, bob = connect("ann"), connect("bob")
     ann.send("IGNORE bob")
